@@ -9,6 +9,7 @@
 
 pub mod actionlog;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod metrics;

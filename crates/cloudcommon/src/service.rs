@@ -38,9 +38,20 @@ pub struct ServiceState {
     pub metrics: Metrics,
     pub started: Instant,
     pub tasks: Option<Arc<crate::tasks::TaskManager>>,
+    /// The service's own state, for hooks that need more than the framework's parts.
+    pub extension: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ServiceState {
+    /// The service's own state set with `extension.set(..)`, downcast to `T`.
+    pub fn ext<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, Error> {
+        self.extension
+            .get()
+            .cloned()
+            .and_then(|e| e.downcast::<T>().ok())
+            .ok_or_else(|| Error::Internal(format!("{} has no extension of that type", self.name)))
+    }
+
     pub fn resource(&self, plural: &str) -> Result<Arc<dyn Resource>, Error> {
         self.resources.get(plural).cloned().ok_or_else(|| Error::NotFound(format!("no such resource {plural}")))
     }
@@ -87,6 +98,7 @@ impl ServiceBuilder {
             metrics: Metrics::default(),
             started: Instant::now(),
             tasks: self.tasks,
+            extension: std::sync::OnceLock::new(),
         })
     }
 }

@@ -120,6 +120,18 @@ impl Db {
         Ok(r.rows_affected())
     }
 
+    /// Runs a hand-written query with `?` placeholders (the same on SQLite and MariaDB).
+    pub async fn raw_query(&self, sql: &str, values: Vec<sea_orm::Value>) -> Result<Vec<QueryResult>, Error> {
+        self.conn.query_all_raw(Statement::from_sql_and_values(self.backend(), sql, values)).await.map_err(db_err)
+    }
+
+    /// Executes a hand-written write with `?` placeholders.
+    pub async fn raw_exec(&self, sql: &str, values: Vec<sea_orm::Value>) -> Result<u64, Error> {
+        let _guard = self.write_guard().await;
+        let r = self.conn.execute_raw(Statement::from_sql_and_values(self.backend(), sql, values)).await.map_err(db_err)?;
+        Ok(r.rows_affected())
+    }
+
     /// Starts a write transaction. On SQLite the returned guard serialises writers.
     pub async fn begin(&self) -> Result<Txn<'_>, Error> {
         let guard = self.write_guard().await;

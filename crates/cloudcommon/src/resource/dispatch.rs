@@ -102,7 +102,7 @@ pub async fn fetch_authorized(
     let spec = r.spec();
     let granted = authorize(r, &ctx.cred, action, extra);
     let visible = match &granted {
-        Ok(s) => store::scope_condition(spec, &ctx.cred, *s),
+        Ok(s) => r.scope_filter(&ctx.cred, *s),
         Err(_) => Condition::all(),
     };
     let row = store::get_by_id_or_name(ctx.db(), spec, id, visible).await?;
@@ -143,7 +143,7 @@ pub async fn list_rows(
         Some(asked) => asked,
         None => r.default_list_scope(granted),
     };
-    let mut cond = Condition::all().add(store::scope_condition(spec, &ctx.cred, scope)).add(conditions(spec, q)?);
+    let mut cond = Condition::all().add(r.scope_filter(&ctx.cred, scope)).add(conditions(spec, q)?);
     if let Some(c) = r.list_filter(ctx, q).await? {
         cond = cond.add(c);
     }
@@ -252,6 +252,17 @@ pub async fn create_one(ctx: &Ctx, r: &dyn Resource, raw: &Row, owner: &Owner) -
             input.insert(k.clone(), v.clone());
         }
     }
+    // The owner columns come from the resolved owner; a hook may still override them.
+    match spec.owner {
+        OwnerScope::System => {}
+        OwnerScope::Domain => {
+            input.insert("domain_id".into(), owner.domain_id.clone().into());
+        }
+        OwnerScope::Project => {
+            input.insert("domain_id".into(), owner.domain_id.clone().into());
+            input.insert("tenant_id".into(), owner.project_id.clone().into());
+        }
+    }
     r.validate_create(ctx, &mut input, raw, owner).await?;
     let name = row_str(&input, "name").to_string();
     if name.is_empty() {
@@ -265,16 +276,6 @@ pub async fn create_one(ctx: &Ctx, r: &dyn Resource, raw: &Row, owner: &Owner) -
     input.insert("id".into(), id.clone().into());
     input.insert("created_at".into(), now.clone().into());
     input.insert("updated_at".into(), now.into());
-    match spec.owner {
-        OwnerScope::System => {}
-        OwnerScope::Domain => {
-            input.insert("domain_id".into(), owner.domain_id.clone().into());
-        }
-        OwnerScope::Project => {
-            input.insert("domain_id".into(), owner.domain_id.clone().into());
-            input.insert("tenant_id".into(), owner.project_id.clone().into());
-        }
-    }
     for c in &spec.cols {
         if let (false, Some(d)) = (input.contains_key(c.name), &c.default) {
             input.insert(c.name.to_string(), d.clone());

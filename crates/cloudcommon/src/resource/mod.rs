@@ -120,6 +120,11 @@ pub trait Resource: Send + Sync + 'static {
         Err(Error::NotFound(format!("{} has no spec {spec}", self.spec().keyword)))
     }
 
+    /// The rows a caller sees in `scope`; by default those it owns there and those shared with it.
+    fn scope_filter(&self, cred: &UserCred, scope: Scope) -> Condition {
+        store::scope_condition(self.spec(), cred, scope)
+    }
+
     /// Whether the caller may see a row outside its granted scope (e.g. a user reading itself).
     fn visible_outside_scope(&self, _cred: &UserCred, _row: &Row, _action: &str) -> bool {
         false

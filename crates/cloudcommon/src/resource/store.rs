@@ -266,5 +266,6 @@ pub fn to_view(spec: &ResourceSpec, mut row: Row) -> Row {
         row.remove(c.name);
     }
     row.remove("deleted_at");
+    row.remove("deleted");
     row
 }

@@ -1,0 +1,3 @@
+//! climc's integration tests: one test binary, one module per area.
+
+mod fake_keystone;

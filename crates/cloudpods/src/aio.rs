@@ -1,0 +1,310 @@
+//! `cloudpods aio`: every service in one process, on one data directory.
+//!
+//! ```text
+//! data dir ── secrets.json (generated passwords, 0600)
+//!          ├─ openrc        (OS_* for climc and openstack, 0600)
+//!          └─ <service>.db  (SQLite, unless --database-url)
+//! bind all listeners -> keystone (migrate, bootstrap: admin, catalog, service accounts)
+//!   -> logger (validates tokens through keystone over HTTP) -> openrc -> serve until signal
+//! ```
+//! Services still talk to each other only over HTTP through the catalog, as they would on
+//! separate machines.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use cloudcommon::actionlog::ActionLog;
+use cloudcommon::auth::RemoteVerifier;
+use cloudcommon::client::{HttpActionSink, ServiceSession};
+use cloudcommon::config::CommonOptions;
+use keystone::bootstrap::{BootstrapInput, CatalogEntry};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+#[derive(Args, Clone, Debug)]
+pub struct AioArgs {
+    /// Where everything is kept: databases, secrets, openrc.
+    #[arg(long, env = "CLOUDPODS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Put every service on this MariaDB/MySQL server instead of SQLite files, e.g.
+    /// `mysql://user:pass@127.0.0.1:3306/cloudpods` (one database per service: cloudpods_keystone, ...).
+    #[arg(long, env = "CLOUDPODS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address the services listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen_address: IpAddr,
+    /// Host name or address put in the catalog and openrc.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub public_host: String,
+    /// Added to every default port (keystone 30500 -> 30500+N), to run beside another instance.
+    #[arg(long, default_value_t = 0)]
+    pub port_offset: u16,
+    /// Region name of the catalog.
+    #[arg(long, default_value = "region0")]
+    pub region: String,
+}
+
+/// A service aio runs: its name, catalog type, default port, path prefix and account.
+struct Component {
+    name: &'static str,
+    service_type: &'static str,
+    port: u16,
+    prefix: &'static str,
+    account: &'static str,
+}
+
+const COMPONENTS: [Component; 2] = [
+    Component { name: "keystone", service_type: "identity", port: keystone::DEFAULT_PORT, prefix: "/v3", account: "keystone" },
+    Component { name: "logger", service_type: "log", port: logger::DEFAULT_PORT, prefix: "", account: "loggeradmin" },
+];
+
+/// Generated secrets, kept in the data dir so restarts find them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Secrets {
+    pub admin_password: String,
+    pub accounts: std::collections::BTreeMap<String, String>,
+}
+
+fn random_password() -> String {
+    let mut b = [0u8; 12];
+    rand::rng().fill_bytes(&mut b);
+    format!("Cp-{}", hex::encode(b))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn load_secrets(dir: &Path) -> Result<Secrets> {
+    let path = dir.join("secrets.json");
+    let mut s: Secrets = match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is not valid", path.display()))?,
+        Err(_) => Secrets::default(),
+    };
+    let mut changed = false;
+    if s.admin_password.is_empty() {
+        s.admin_password = random_password();
+        changed = true;
+    }
+    for c in &COMPONENTS {
+        if !s.accounts.contains_key(c.account) {
+            s.accounts.insert(c.account.to_string(), random_password());
+            changed = true;
+        }
+    }
+    if changed {
+        write_private(&path, &serde_json::to_string_pretty(&s)?)?;
+    }
+    Ok(s)
+}
+
+/// The per-service database URL: a SQLite file in the data dir, or one MySQL database per
+/// service on the given server (`<db>_<service>`, or `<service>` when the URL names none).
+pub fn service_database_url(base: Option<&str>, data_dir: &Path, service: &str) -> String {
+    match base {
+        None | Some("") => format!("sqlite://{}", data_dir.join(format!("{service}.db")).display()),
+        Some(url) if url.starts_with("sqlite:") => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let p = Path::new(path);
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("cloudpods");
+            let dir = p.parent().unwrap_or(data_dir);
+            format!("sqlite://{}", dir.join(format!("{stem}-{service}.db")).display())
+        }
+        Some(url) => {
+            let (head, query) = url.split_once('?').map(|(h, q)| (h, Some(q))).unwrap_or((url, None));
+            let after_scheme = head.find("://").map(|i| i + 3).unwrap_or(0);
+            let (server, db) = match head[after_scheme..].find('/') {
+                Some(i) => (&head[..after_scheme + i], &head[after_scheme + i + 1..]),
+                None => (head, ""),
+            };
+            let name = if db.is_empty() { service.to_string() } else { format!("{db}_{service}") };
+            match query {
+                Some(q) => format!("{server}/{name}?{q}"),
+                None => format!("{server}/{name}"),
+            }
+        }
+    }
+}
+
+/// A running aio.
+pub struct Running {
+    pub auth_url: String,
+    pub admin_password: String,
+    pub urls: std::collections::BTreeMap<&'static str, String>,
+    pub data_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), apis::Error>>,
+}
+
+impl Running {
+    /// Stops every service, draining in-flight requests.
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        while let Some(r) = self.tasks.join_next().await {
+            r.context("service task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Waits until a service stops on its own (an error) or `signal` resolves.
+    pub async fn wait(mut self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::select! {
+            _ = signal => {}
+            Some(r) = self.tasks.join_next() => {
+                r.context("service task panicked")??;
+                anyhow::bail!("a service stopped unexpectedly");
+            }
+        }
+        self.stop().await
+    }
+}
+
+fn shutdown_future(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Starts every service. With `port_offset` of `None`, every service listens on port 0
+/// (tests); otherwise on its default port plus the offset.
+pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let secrets = load_secrets(&data_dir)?;
+    let mut listeners = vec![];
+    let mut urls = std::collections::BTreeMap::new();
+    for c in &COMPONENTS {
+        let port = if ephemeral_ports { 0 } else { c.port.checked_add(args.port_offset).context("port offset too large")? };
+        let addr = SocketAddr::new(args.listen_address, port);
+        let l = TcpListener::bind(addr).await.with_context(|| format!("{}: cannot listen on {addr} (is another cloudpods running?)", c.name))?;
+        let port = l.local_addr()?.port();
+        urls.insert(c.name, format!("http://{}:{port}", args.public_host));
+        listeners.push(l);
+    }
+    let auth_url = format!("{}/v3", urls["keystone"]);
+    let common = |c: &Component| CommonOptions {
+        listen_address: args.listen_address.to_string(),
+        data_dir: data_dir.clone(),
+        database_url: Some(service_database_url(args.database_url.as_deref(), &data_dir, c.name)),
+        auth_url: auth_url.clone(),
+        admin_user: c.account.to_string(),
+        admin_password: secrets.accounts.get(c.account).cloned().unwrap_or_default(),
+        region: args.region.clone(),
+        ..CommonOptions::default()
+    };
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut listeners = listeners.into_iter();
+
+    // keystone first: everything else logs in to it.
+    let ks_comp = &COMPONENTS[0];
+    let ks_cfg = keystone::KeystoneConfig { common: common(ks_comp), public_url: urls["keystone"].clone(), ..Default::default() };
+    let ks_session = ServiceSession::new(&auth_url, ks_comp.account, &secrets.accounts[ks_comp.account], "system", "Default");
+    let ks_actionlog = ActionLog::with_sink("keystone", Arc::new(HttpActionSink(ks_session)));
+    let ks = keystone::build(ks_cfg, Some(ks_actionlog)).await.context("keystone")?;
+    let input = BootstrapInput {
+        admin_password: secrets.admin_password.clone(),
+        region: args.region.clone(),
+        catalog: COMPONENTS
+            .iter()
+            .map(|c| CatalogEntry {
+                service_type: c.service_type.into(),
+                name: c.name.into(),
+                public_url: format!("{}{}", urls[c.name], c.prefix),
+                internal_url: format!("{}{}", urls[c.name], c.prefix),
+            })
+            .collect(),
+        service_accounts: COMPONENTS.iter().map(|c| (c.account.to_string(), secrets.accounts[c.account].clone())).collect(),
+    };
+    let outcome = keystone::bootstrap::run(&ks.keystone, &input).await.context("keystone bootstrap")?;
+    let l = listeners.next().context("listener")?;
+    tasks.spawn(cloudcommon::service::serve_listener("keystone", l, ks.app, shutdown_future(&rx)));
+
+    // logger: a separate service that validates tokens through keystone.
+    let lg_comp = &COMPONENTS[1];
+    let lg_cfg = logger::LoggerConfig { common: common(lg_comp) };
+    let c = &lg_cfg.common;
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session);
+    let poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let lg = logger::build(&lg_cfg, verifier).await.context("logger")?;
+    let l = listeners.next().context("listener")?;
+    tasks.spawn(async move {
+        let r = cloudcommon::service::serve_listener("logger", l, lg.app, shutdown_future(&rx)).await;
+        poller.abort();
+        r
+    });
+
+    write_openrc(&data_dir, &auth_url, &secrets.admin_password, &args.region)?;
+    if outcome.first_start {
+        tracing::info!("first start: created sysadmin; credentials in {}", data_dir.join("openrc").display());
+    }
+    Ok(Running { auth_url, admin_password: secrets.admin_password, urls, data_dir, shutdown, tasks })
+}
+
+fn write_openrc(dir: &Path, auth_url: &str, password: &str, region: &str) -> Result<()> {
+    let text = format!(
+        "# cloudpods-rs aio credentials: source this file, then use climc or openstack.\n\
+         export OS_AUTH_URL={auth_url}\n\
+         export OS_USERNAME={user}\n\
+         export OS_PASSWORD='{password}'\n\
+         export OS_PROJECT_NAME=system\n\
+         export OS_USER_DOMAIN_NAME=Default\n\
+         export OS_PROJECT_DOMAIN_NAME=Default\n\
+         export OS_DOMAIN_NAME=Default\n\
+         export OS_PROJECT_DOMAIN=Default\n\
+         export OS_REGION_NAME={region}\n\
+         export OS_IDENTITY_API_VERSION=3\n\
+         export OS_INTERFACE=public\n\
+         export OS_ENDPOINT_TYPE=publicURL\n",
+        user = keystone::bootstrap::ADMIN_USER,
+    );
+    write_private(&dir.join("openrc"), &text)
+}
+
+/// `cloudpods aio`: start, print how to use it, serve until SIGINT/SIGTERM.
+pub async fn run(args: AioArgs) -> Result<()> {
+    let running = start(&args, false).await?;
+    let openrc = running.data_dir.join("openrc");
+    println!("cloudpods aio is running.");
+    for (name, url) in &running.urls {
+        println!("  {name:<10} {url}");
+    }
+    println!("\nCredentials for sysadmin are in {}:", openrc.display());
+    println!("  source {}", openrc.display());
+    println!("  climc user-list");
+    println!("  openstack token issue");
+    println!("\nStop with Ctrl-C.");
+    running.wait(cloudcommon::service::shutdown_signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_service_database_urls() {
+        let d = Path::new("/data");
+        assert_eq!(service_database_url(None, d, "keystone"), "sqlite:///data/keystone.db");
+        assert_eq!(service_database_url(Some("mysql://u:p@h:3306/cp"), d, "logger"), "mysql://u:p@h:3306/cp_logger");
+        assert_eq!(service_database_url(Some("mysql://u:p@h:3306"), d, "logger"), "mysql://u:p@h:3306/logger");
+        assert_eq!(service_database_url(Some("mysql://u:p@h/x?ssl-mode=disabled"), d, "k"), "mysql://u:p@h/x_k?ssl-mode=disabled");
+    }
+}

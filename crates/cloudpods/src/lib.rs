@@ -1,0 +1,3 @@
+//! The server side of the `cloudpods` binary: how services are started together.
+
+pub mod aio;

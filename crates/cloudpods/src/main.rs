@@ -1,0 +1,108 @@
+//! `cloudpods`: the multi-call server binary. `cloudpods <service>` runs one service;
+//! `cloudpods aio` runs every service in one process on one data directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use cloudcommon::auth::RemoteVerifier;
+use cloudcommon::client::ServiceSession;
+
+#[derive(Parser)]
+#[command(name = "cloudpods", version, about = "cloudpods-rs: a cloud platform in one binary")]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `debug`, `keystone=debug`.
+    #[arg(long, global = true, env = "CLOUDPODS_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every service in one process, on one data directory (the default way to start).
+    Aio(cloudpods::aio::AioArgs),
+    /// The identity service (OpenStack Identity v3 compatible).
+    Keystone(ServiceArgs),
+    /// The action log service.
+    Logger(ServiceArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServiceArgs {
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config key: `--set key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// keystone only: the sysadmin password to create on first start.
+    #[arg(long, env = "CLOUDPODS_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    bootstrap_admin_password: Option<String>,
+}
+
+fn init_tracing(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Aio(a) => cloudpods::aio::run(a).await,
+            Cmd::Keystone(a) => run_keystone(a).await,
+            Cmd::Logger(a) => run_logger(a).await,
+        }
+    })
+}
+
+async fn run_keystone(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: keystone::KeystoneConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = keystone::DEFAULT_PORT;
+    }
+    let addr = cfg.common.listen_addr()?;
+    let built = keystone::build(cfg.clone(), None).await?;
+    let url = if cfg.public_url.is_empty() { format!("http://127.0.0.1:{}", cfg.common.port) } else { cfg.public_url.clone() };
+    let input = keystone::bootstrap::BootstrapInput {
+        admin_password: a.bootstrap_admin_password.unwrap_or_default(),
+        region: cfg.common.region.clone(),
+        catalog: vec![keystone::bootstrap::CatalogEntry {
+            service_type: "identity".into(),
+            name: "keystone".into(),
+            public_url: format!("{url}/v3"),
+            internal_url: format!("{url}/v3"),
+        }],
+        service_accounts: vec![],
+    };
+    keystone::bootstrap::run(&built.keystone, &input).await.context("bootstrap failed (on first start pass --bootstrap-admin-password)")?;
+    cloudcommon::service::serve("keystone", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_logger(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: logger::LoggerConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = logger::DEFAULT_PORT;
+    }
+    let c = &cfg.common;
+    anyhow::ensure!(!c.admin_user.is_empty(), "admin_user and admin_password must be configured (the logger's service account)");
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session);
+    let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let built = logger::build(&cfg, verifier as Arc<_>).await?;
+    cloudcommon::service::serve("logger", c.listen_addr()?, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
