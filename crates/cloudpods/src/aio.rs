@@ -61,7 +61,13 @@ struct Component {
 }
 
 const COMPONENTS: [Component; 2] = [
-    Component { name: "keystone", service_type: "identity", port: keystone::DEFAULT_PORT, prefix: "/v3", account: "keystone" },
+    Component {
+        name: "keystone",
+        service_type: "identity",
+        port: keystone::DEFAULT_PORT,
+        prefix: "/v3",
+        account: "keystone",
+    },
     Component { name: "logger", service_type: "log", port: logger::DEFAULT_PORT, prefix: "", account: "loggeradmin" },
 ];
 
@@ -191,9 +197,12 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     let mut listeners = vec![];
     let mut urls = std::collections::BTreeMap::new();
     for c in &COMPONENTS {
-        let port = if ephemeral_ports { 0 } else { c.port.checked_add(args.port_offset).context("port offset too large")? };
+        let port =
+            if ephemeral_ports { 0 } else { c.port.checked_add(args.port_offset).context("port offset too large")? };
         let addr = SocketAddr::new(args.listen_address, port);
-        let l = TcpListener::bind(addr).await.with_context(|| format!("{}: cannot listen on {addr} (is another cloudpods running?)", c.name))?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("{}: cannot listen on {addr} (is another cloudpods running?)", c.name))?;
         let port = l.local_addr()?.port();
         urls.insert(c.name, format!("http://{}:{port}", args.public_host));
         listeners.push(l);
@@ -215,8 +224,13 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
 
     // keystone first: everything else logs in to it.
     let ks_comp = &COMPONENTS[0];
-    let ks_cfg = keystone::KeystoneConfig { common: common(ks_comp), public_url: urls["keystone"].clone(), ..Default::default() };
-    let ks_session = ServiceSession::new(&auth_url, ks_comp.account, &secrets.accounts[ks_comp.account], "system", "Default");
+    let ks_cfg = keystone::KeystoneConfig {
+        common: common(ks_comp),
+        public_url: urls["keystone"].clone(),
+        ..Default::default()
+    };
+    let ks_session =
+        ServiceSession::new(&auth_url, ks_comp.account, &secrets.accounts[ks_comp.account], "system", "Default");
     let ks_actionlog = ActionLog::with_sink("keystone", Arc::new(HttpActionSink(ks_session)));
     let ks = keystone::build(ks_cfg, Some(ks_actionlog)).await.context("keystone")?;
     let input = BootstrapInput {
@@ -231,7 +245,10 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
                 internal_url: format!("{}{}", urls[c.name], c.prefix),
             })
             .collect(),
-        service_accounts: COMPONENTS.iter().map(|c| (c.account.to_string(), secrets.accounts[c.account].clone())).collect(),
+        service_accounts: COMPONENTS
+            .iter()
+            .map(|c| (c.account.to_string(), secrets.accounts[c.account].clone()))
+            .collect(),
     };
     let outcome = keystone::bootstrap::run(&ks.keystone, &input).await.context("keystone bootstrap")?;
     let l = listeners.next().context("listener")?;
@@ -305,6 +322,9 @@ mod tests {
         assert_eq!(service_database_url(None, d, "keystone"), "sqlite:///data/keystone.db");
         assert_eq!(service_database_url(Some("mysql://u:p@h:3306/cp"), d, "logger"), "mysql://u:p@h:3306/cp_logger");
         assert_eq!(service_database_url(Some("mysql://u:p@h:3306"), d, "logger"), "mysql://u:p@h:3306/logger");
-        assert_eq!(service_database_url(Some("mysql://u:p@h/x?ssl-mode=disabled"), d, "k"), "mysql://u:p@h/x_k?ssl-mode=disabled");
+        assert_eq!(
+            service_database_url(Some("mysql://u:p@h/x?ssl-mode=disabled"), d, "k"),
+            "mysql://u:p@h/x_k?ssl-mode=disabled"
+        );
     }
 }

@@ -46,7 +46,8 @@ struct ServiceArgs {
 }
 
 fn init_tracing(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     if json {
         b.json().init();
@@ -75,7 +76,11 @@ async fn run_keystone(a: ServiceArgs) -> anyhow::Result<()> {
     }
     let addr = cfg.common.listen_addr()?;
     let built = keystone::build(cfg.clone(), None).await?;
-    let url = if cfg.public_url.is_empty() { format!("http://127.0.0.1:{}", cfg.common.port) } else { cfg.public_url.clone() };
+    let url = if cfg.public_url.is_empty() {
+        format!("http://127.0.0.1:{}", cfg.common.port)
+    } else {
+        cfg.public_url.clone()
+    };
     let input = keystone::bootstrap::BootstrapInput {
         admin_password: a.bootstrap_admin_password.unwrap_or_default(),
         region: cfg.common.region.clone(),
@@ -87,7 +92,9 @@ async fn run_keystone(a: ServiceArgs) -> anyhow::Result<()> {
         }],
         service_accounts: vec![],
     };
-    keystone::bootstrap::run(&built.keystone, &input).await.context("bootstrap failed (on first start pass --bootstrap-admin-password)")?;
+    keystone::bootstrap::run(&built.keystone, &input)
+        .await
+        .context("bootstrap failed (on first start pass --bootstrap-admin-password)")?;
     cloudcommon::service::serve("keystone", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }
@@ -98,7 +105,10 @@ async fn run_logger(a: ServiceArgs) -> anyhow::Result<()> {
         cfg.common.port = logger::DEFAULT_PORT;
     }
     let c = &cfg.common;
-    anyhow::ensure!(!c.admin_user.is_empty(), "admin_user and admin_password must be configured (the logger's service account)");
+    anyhow::ensure!(
+        !c.admin_user.is_empty(),
+        "admin_user and admin_password must be configured (the logger's service account)"
+    );
     let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
     let verifier = RemoteVerifier::new(&c.auth_url, session);
     let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));

@@ -71,7 +71,14 @@ pub struct Assignment {
     pub via_group: Option<String>,
 }
 
-pub async fn grant(db: &Db, actor: Actor, target: Target, actor_id: &str, target_id: &str, role_id: &str) -> Result<(), Error> {
+pub async fn grant(
+    db: &Db,
+    actor: Actor,
+    target: Target,
+    actor_id: &str,
+    target_id: &str,
+    role_id: &str,
+) -> Result<(), Error> {
     if exists(db, actor, target, actor_id, target_id, role_id).await? {
         return Ok(());
     }
@@ -83,7 +90,14 @@ pub async fn grant(db: &Db, actor: Actor, target: Target, actor_id: &str, target
     .map(|_| ())
 }
 
-pub async fn revoke(db: &Db, actor: Actor, target: Target, actor_id: &str, target_id: &str, role_id: &str) -> Result<bool, Error> {
+pub async fn revoke(
+    db: &Db,
+    actor: Actor,
+    target: Target,
+    actor_id: &str,
+    target_id: &str,
+    role_id: &str,
+) -> Result<bool, Error> {
     let n = db
         .raw_exec(
             "DELETE FROM assignments_tbl WHERE type = ? AND actor_id = ? AND target_id = ? AND role_id = ?",
@@ -93,7 +107,14 @@ pub async fn revoke(db: &Db, actor: Actor, target: Target, actor_id: &str, targe
     Ok(n > 0)
 }
 
-pub async fn exists(db: &Db, actor: Actor, target: Target, actor_id: &str, target_id: &str, role_id: &str) -> Result<bool, Error> {
+pub async fn exists(
+    db: &Db,
+    actor: Actor,
+    target: Target,
+    actor_id: &str,
+    target_id: &str,
+    role_id: &str,
+) -> Result<bool, Error> {
     let rows = db
         .raw_query(
             "SELECT 1 FROM assignments_tbl WHERE type = ? AND actor_id = ? AND target_id = ? AND role_id = ?",
@@ -172,7 +193,9 @@ pub async fn effective_roles(db: &Db, user_id: &str, target: Target, target_id: 
     let mut actors: Vec<Value> = vec![user_id.into()];
     actors.extend(groups.iter().map(|g| Value::from(g.as_str())));
     let (ut, gt) = (type_name(Actor::User, target), type_name(Actor::Group, target));
-    let mut sql = String::from("SELECT DISTINCT role_id FROM assignments_tbl WHERE target_id = ? AND ((type = ? AND actor_id = ?)");
+    let mut sql = String::from(
+        "SELECT DISTINCT role_id FROM assignments_tbl WHERE target_id = ? AND ((type = ? AND actor_id = ?)",
+    );
     let mut values: Vec<sea_orm::Value> = vec![target_id.into(), ut.into(), user_id.into()];
     if !groups.is_empty() {
         sql.push_str(&format!(" OR (type = ? AND actor_id IN ({}))", vec!["?"; groups.len()].join(",")));
@@ -210,7 +233,12 @@ pub async fn effective(db: &Db, f: &Filter) -> Result<Vec<Assignment>, Error> {
         for a in &list {
             if a.actor == Actor::Group {
                 for u in group_users(db, &a.actor_id).await? {
-                    expanded.push(Assignment { actor: Actor::User, actor_id: u, via_group: Some(a.actor_id.clone()), ..a.clone() });
+                    expanded.push(Assignment {
+                        actor: Actor::User,
+                        actor_id: u,
+                        via_group: Some(a.actor_id.clone()),
+                        ..a.clone()
+                    });
                 }
             }
         }
@@ -237,7 +265,10 @@ pub fn routes() -> Router<Arc<ServiceState>> {
     Router::new()
         .route("/role_assignments", get(list_assignments))
         .route("/{target_kind}/{target}/{actor_kind}/{actor}/roles/{role}", grant_route.clone())
-        .route("/system/{actor_kind}/{actor}/roles/{role}", get(system_grant).head(system_grant).put(system_grant).delete(system_grant))
+        .route(
+            "/system/{actor_kind}/{actor}/roles/{role}",
+            get(system_grant).head(system_grant).put(system_grant).delete(system_grant),
+        )
         .route("/{target_kind}/{target}/{actor_kind}/{actor}/roles", get(list_grants))
         .route("/groups/{group}/users/{user}", put(membership).head(membership).get(membership).delete(membership))
 }
@@ -299,7 +330,12 @@ async fn system_grant(
     let ctx = ctx(&state, cred, &rid);
     // Changing system grants needs system-wide rights over roles.
     let roles = state.resource("roles")?;
-    let scope = authorize(roles.as_ref(), &ctx.cred, if matches!(method, Method::PUT | Method::DELETE) { "update" } else { "get" }, None)?;
+    let scope = authorize(
+        roles.as_ref(),
+        &ctx.cred,
+        if matches!(method, Method::PUT | Method::DELETE) { "update" } else { "get" },
+        None,
+    )?;
     if scope != cloudcommon::auth::Scope::System {
         return Err(Error::Forbidden("system grants need system scope".into()));
     }
@@ -335,7 +371,11 @@ async fn apply_grant(
         }
         Method::DELETE => {
             if !revoke(db, ak, tk, actor_id, target_id, role_id).await? {
-                return Err(Error::NotFound(format!("{} has no role {} there", row_str(&actor_row, "name"), row_str(&role_row, "name"))));
+                return Err(Error::NotFound(format!(
+                    "{} has no role {} there",
+                    row_str(&actor_row, "name"),
+                    row_str(&role_row, "name")
+                )));
             }
             match ak {
                 Actor::User => ks_tokens.revoke_user(actor_id).await?,
@@ -353,7 +393,11 @@ async fn apply_grant(
             if exists(db, ak, tk, actor_id, target_id, role_id).await? {
                 Ok(StatusCode::NO_CONTENT.into_response())
             } else {
-                Err(Error::NotFound(format!("{} has no role {} there", row_str(&actor_row, "name"), row_str(&role_row, "name"))))
+                Err(Error::NotFound(format!(
+                    "{} has no role {} there",
+                    row_str(&actor_row, "name"),
+                    row_str(&role_row, "name")
+                )))
             }
         }
     }
@@ -409,7 +453,10 @@ async fn membership(
             add_user_to_group(ctx.db(), uid, gid).await?;
             crate::tokens::store_of(&ctx).forget_cached();
             let spec = crate::models::groups::spec();
-            ctx.svc.actionlog.record(&ctx, &spec, &group_row, "add_user", true, json!({"user": row_str(&user_row, "name")})).await;
+            ctx.svc
+                .actionlog
+                .record(&ctx, &spec, &group_row, "add_user", true, json!({"user": row_str(&user_row, "name")}))
+                .await;
         }
         Method::DELETE => {
             if !remove_user_from_group(ctx.db(), uid, gid).await? {
@@ -417,7 +464,10 @@ async fn membership(
             }
             crate::tokens::store_of(&ctx).revoke_user(uid).await?;
             let spec = crate::models::groups::spec();
-            ctx.svc.actionlog.record(&ctx, &spec, &group_row, "remove_user", true, json!({"user": row_str(&user_row, "name")})).await;
+            ctx.svc
+                .actionlog
+                .record(&ctx, &spec, &group_row, "remove_user", true, json!({"user": row_str(&user_row, "name")}))
+                .await;
         }
         _ => {
             if !user_groups(ctx.db(), uid).await?.iter().any(|g| g == gid) {
@@ -450,7 +500,7 @@ async fn role_names(db: &Db) -> Result<BTreeMap<String, String>, Error> {
 
 /// `GET /v3/role_assignments` with OpenStack's filters (`user.id`, `group.id`,
 /// `scope.project.id`, `scope.domain.id`, `scope.system`, `role.id`, `effective`,
-/// `include_names`). Callers without system rights see only what touches their own domain,
+/// `include_names`; names are always given). Callers without system rights see only what touches their own domain,
 /// or, project-scoped, their own assignments.
 async fn list_assignments(
     State(state): State<Arc<ServiceState>>,
@@ -506,7 +556,8 @@ async fn list_assignments(
         },
         _ => a.actor == Actor::User && a.actor_id == me,
     });
-    let names = flag("include_names");
+    // Names are always included: OpenStack clients read ids, people read names.
+    let names = true;
     let named = |map: &BTreeMap<String, (String, String)>, id: &str| -> Value {
         let mut v = json!({"id": id});
         if names && let Some((n, d)) = map.get(id) {
@@ -538,5 +589,6 @@ async fn list_assignments(
         })
         .collect();
     let total = out.len();
-    Ok(Json(json!({"role_assignments": out, "total": total, "links": {"self": null, "next": null, "previous": null}})).into_response())
+    Ok(Json(json!({"role_assignments": out, "total": total, "links": {"self": null, "next": null, "previous": null}}))
+        .into_response())
 }

@@ -134,7 +134,14 @@ fn obj(v: Value) -> Row {
     v.as_object().cloned().unwrap_or_default()
 }
 
-async fn ensure(db: &Db, spec: &ResourceSpec, id: Option<&str>, name: &str, domain: Option<&str>, fields: Value) -> Result<String, Error> {
+async fn ensure(
+    db: &Db,
+    spec: &ResourceSpec,
+    id: Option<&str>,
+    name: &str,
+    domain: Option<&str>,
+    fields: Value,
+) -> Result<String, Error> {
     if let Some(id) = id
         && store::get_by_id(db, spec, id).await?.is_some()
     {
@@ -153,7 +160,13 @@ async fn ensure(db: &Db, spec: &ResourceSpec, id: Option<&str>, name: &str, doma
 
 /// Makes sure a user exists in the default domain with `password` and the admin role on
 /// project system. Returns its id.
-async fn ensure_admin_user(ks: &Keystone, name: &str, password: &str, reset_password: bool, system_account: bool) -> Result<String, Error> {
+async fn ensure_admin_user(
+    ks: &Keystone,
+    name: &str,
+    password: &str,
+    reset_password: bool,
+    system_account: bool,
+) -> Result<String, Error> {
     let db = &ks.db;
     let existing = find(db, &users::spec(), name, Some(DEFAULT_DOMAIN_ID)).await?;
     let uid = match existing {
@@ -175,7 +188,9 @@ async fn ensure_admin_user(ks: &Keystone, name: &str, password: &str, reset_pass
             uid
         }
     };
-    let admin = find(db, &roles::spec(), ADMIN_ROLE, Some(DEFAULT_DOMAIN_ID)).await?.ok_or_else(|| Error::Internal("admin role missing".into()))?;
+    let admin = find(db, &roles::spec(), ADMIN_ROLE, Some(DEFAULT_DOMAIN_ID))
+        .await?
+        .ok_or_else(|| Error::Internal("admin role missing".into()))?;
     let rid = row_str(&admin, "id");
     assignments::grant(db, Actor::User, Target::Project, &uid, SYSTEM_PROJECT_ID, rid).await?;
     assignments::grant(db, Actor::User, Target::System, &uid, assignments::SYSTEM_TARGET, rid).await?;
@@ -186,7 +201,15 @@ async fn ensure_admin_user(ks: &Keystone, name: &str, password: &str, reset_pass
 pub async fn run(ks: &Keystone, input: &BootstrapInput) -> Result<BootstrapOutcome, Error> {
     let db = &ks.db;
     let first_start = db.raw_query("SELECT id FROM bootstrap_tbl", vec![]).await?.is_empty();
-    ensure(db, &domains::spec(), Some(DEFAULT_DOMAIN_ID), DEFAULT_DOMAIN_NAME, None, json!({"description": "The default domain"})).await?;
+    ensure(
+        db,
+        &domains::spec(),
+        Some(DEFAULT_DOMAIN_ID),
+        DEFAULT_DOMAIN_NAME,
+        None,
+        json!({"description": "The default domain"}),
+    )
+    .await?;
     ensure(
         db,
         &projects::spec(),
@@ -197,7 +220,15 @@ pub async fn run(ks: &Keystone, input: &BootstrapInput) -> Result<BootstrapOutco
     )
     .await?;
     for (name, desc) in PREDEFINED_ROLES {
-        ensure(db, &roles::spec(), None, name, Some(DEFAULT_DOMAIN_ID), json!({"description": desc, "is_public": true, "public_scope": "system"})).await?;
+        ensure(
+            db,
+            &roles::spec(),
+            None,
+            name,
+            Some(DEFAULT_DOMAIN_ID),
+            json!({"description": desc, "is_public": true, "public_scope": "system"}),
+        )
+        .await?;
     }
     for (name, scope, blob) in predefined_policies() {
         ensure(
@@ -241,7 +272,12 @@ pub async fn run(ks: &Keystone, input: &BootstrapInput) -> Result<BootstrapOutco
 
 async fn ensure_catalog_entry(db: &Db, region: &str, e: &CatalogEntry) -> Result<(), Error> {
     let sid = ensure(db, &catalog::service_spec(), None, &e.name, None, json!({"type": e.service_type})).await?;
-    let eps = store::select(db, &catalog::endpoint_spec(), Condition::all().add(Expr::col(Alias::new("service_id")).eq(sid.as_str()))).await?;
+    let eps = store::select(
+        db,
+        &catalog::endpoint_spec(),
+        Condition::all().add(Expr::col(Alias::new("service_id")).eq(sid.as_str())),
+    )
+    .await?;
     for (interface, url) in [("public", &e.public_url), ("internal", &e.internal_url), ("admin", &e.internal_url)] {
         let existing = eps.iter().find(|x| row_str(x, "interface") == interface && row_str(x, "region_id") == region);
         match existing {

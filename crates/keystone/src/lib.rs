@@ -87,7 +87,8 @@ pub struct Built {
 pub async fn build(cfg: KeystoneConfig, actionlog: Option<ActionLog>) -> Result<Built, Error> {
     let db = Db::connect(&cfg.common.database_url("keystone")).await?;
     cloudcommon::db::migrate(&db, "keystone", &migrations::all()).await?;
-    let ks = Arc::new(Keystone { tokens: tokens::TokenStore::new(db.clone()), cfg, db: db.clone(), state: OnceLock::new() });
+    let ks =
+        Arc::new(Keystone { tokens: tokens::TokenStore::new(db.clone()), cfg, db: db.clone(), state: OnceLock::new() });
     let verifier = Arc::new(tokens::LocalVerifier(ks.clone()));
     let actionlog = actionlog.unwrap_or_else(|| ActionLog::local("keystone"));
     let mut b = ServiceBuilder::new("keystone", db, verifier, actionlog);

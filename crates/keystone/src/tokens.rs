@@ -117,7 +117,11 @@ impl TokenStore {
             domain_id: domain,
             system,
             methods: methods.join(","),
-            audit_id: { let mut a = [0u8; 8]; rand::rng().fill_bytes(&mut a); hex::encode(a) },
+            audit_id: {
+                let mut a = [0u8; 8];
+                rand::rng().fill_bytes(&mut a);
+                hex::encode(a)
+            },
             issued_at: fmt_time(issued),
             expires_at: fmt_time(expires),
         };
@@ -194,7 +198,9 @@ impl TokenStore {
             .await?;
         let mut v: Vec<sea_orm::Value> = vec![false.into(), now().into(), true.into()];
         v.extend(values);
-        self.db.raw_exec(&format!("UPDATE tokens_tbl SET valid = ?, revoked_at = ? WHERE valid = ? AND {cond}"), v).await?;
+        self.db
+            .raw_exec(&format!("UPDATE tokens_tbl SET valid = ?, revoked_at = ? WHERE valid = ? AND {cond}"), v)
+            .await?;
         let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
         for r in rows {
             if let Ok(h) = r.try_get_by_index::<String>(0) {
@@ -222,7 +228,10 @@ impl TokenStore {
     pub async fn revoked_since(&self, since: &str) -> Result<Vec<String>, Error> {
         let rows = self
             .db
-            .raw_query("SELECT token_hash FROM tokens_tbl WHERE revoked_at >= ? AND expires_at > ?", vec![since.into(), now().into()])
+            .raw_query(
+                "SELECT token_hash FROM tokens_tbl WHERE revoked_at >= ? AND expires_at > ?",
+                vec![since.into(), now().into()],
+            )
             .await?;
         Ok(rows.iter().filter_map(|r| r.try_get_by_index::<String>(0).ok()).collect())
     }
@@ -347,7 +356,8 @@ async fn build(ks: &Keystone, t: &TokenRow) -> Result<Validated, Error> {
     let expires = parse_time(&t.expires_at).ok_or_else(|| Error::Internal("bad token expiry".into()))?;
     let body = json!({ "token": body });
     let cred = UserCred::from_token_body(&body, policy_set.clone(), t.hash.clone())?;
-    let policies_body = serde_json::to_vec(&json!({"policies": policy_set})).map_err(|e| Error::Internal(e.to_string()))?;
+    let policies_body =
+        serde_json::to_vec(&json!({"policies": policy_set})).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(Validated {
         cred: Arc::new(cred),
         body: Bytes::from(serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?),
@@ -467,7 +477,11 @@ fn client_ip(headers: &HeaderMap) -> String {
 }
 
 /// `POST /v3/auth/tokens`: password or token authentication, with an optional scope.
-async fn issue_handler(State(state): State<Arc<ServiceState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Error> {
+async fn issue_handler(
+    State(state): State<Arc<ServiceState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
     let ks = state.ext::<Keystone>()?;
     let body = Value::Object(json_body(&body)?);
     let auth = body.get("auth").ok_or_else(|| Error::missing("auth"))?;
@@ -482,10 +496,23 @@ async fn issue_handler(State(state): State<Arc<ServiceState>>, headers: HeaderMa
     let source = str_at(auth, &["context", "source"]).unwrap_or("api").to_string();
     let ip = str_at(auth, &["context", "ip"]).map(str::to_string).unwrap_or_else(|| client_ip(&headers));
     let (user, method) = if methods.contains(&"password") {
-        (password_auth(&ks, &state, identity.get("password").ok_or_else(|| Error::missing("auth.identity.password"))?, &ip).await?, "password")
+        (
+            password_auth(
+                &ks,
+                &state,
+                identity.get("password").ok_or_else(|| Error::missing("auth.identity.password"))?,
+                &ip,
+            )
+            .await?,
+            "password",
+        )
     } else if methods.contains(&"token") {
         let id = str_at(identity, &["token", "id"]).ok_or_else(|| Error::missing("auth.identity.token.id"))?;
-        let v = ks.tokens.validate(&ks, id).await.map_err(|_| Error::Unauthorized("the token is invalid, expired or revoked".into()))?;
+        let v = ks
+            .tokens
+            .validate(&ks, id)
+            .await
+            .map_err(|_| Error::Unauthorized("the token is invalid, expired or revoked".into()))?;
         (get_row(&ks.db, &users::spec(), &v.cred.user_id).await?, "token")
     } else {
         return Err(Error::invalid("auth.identity.methods", "supported methods are password and token"));
@@ -501,8 +528,11 @@ async fn issue_handler(State(state): State<Arc<ServiceState>>, headers: HeaderMa
                     .ok_or_else(|| Error::Unauthorized("no such project".into()))?;
                 TokenScope::Project(row_str(&project, "id").to_string())
             } else if let Some(d) = s.get("domain") {
-                let key = str_at(d, &["id"]).or_else(|| str_at(d, &["name"])).ok_or_else(|| Error::missing("scope.domain.id"))?;
-                let domain = find_domain(&ks.db, key).await?.ok_or_else(|| Error::Unauthorized("no such domain".into()))?;
+                let key = str_at(d, &["id"])
+                    .or_else(|| str_at(d, &["name"]))
+                    .ok_or_else(|| Error::missing("scope.domain.id"))?;
+                let domain =
+                    find_domain(&ks.db, key).await?.ok_or_else(|| Error::Unauthorized("no such domain".into()))?;
                 TokenScope::Domain(row_str(&domain, "id").to_string())
             } else if s.get("system").is_some() {
                 TokenScope::System
@@ -523,7 +553,8 @@ async fn issue_handler(State(state): State<Arc<ServiceState>>, headers: HeaderMa
     let mut resp = Response::new(Body::from(v.body.clone()));
     *resp.status_mut() = StatusCode::CREATED;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert("x-subject-token", HeaderValue::from_str(&token).map_err(|e| Error::Internal(e.to_string()))?);
+    resp.headers_mut()
+        .insert("x-subject-token", HeaderValue::from_str(&token).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(resp)
 }
 
@@ -553,7 +584,10 @@ async fn password_auth(ks: &Keystone, state: &Arc<ServiceState>, pw: &Value, ip:
         && until > chrono::Utc::now()
     {
         log_login(state, &user, false, "account locked", ip).await;
-        return Err(Error::Unauthorized(format!("user {} is locked after too many failed logins; try again later", row_str(&user, "name"))));
+        return Err(Error::Unauthorized(format!(
+            "user {} is locked after too many failed logins; try again later",
+            row_str(&user, "name")
+        )));
     }
     let ok = match passwords::current(&ks.db, &user_id).await? {
         Some(h) => passwords::verify(password, &h).await,
@@ -576,7 +610,9 @@ async fn password_auth(ks: &Keystone, state: &Arc<ServiceState>, pw: &Value, ip:
         log_login(state, &user, false, "user disabled", ip).await;
         return Err(Error::Unauthorized(format!("user {} is disabled", row_str(&user, "name"))));
     }
-    if user.get("failed_auth_count").and_then(Value::as_i64).unwrap_or(0) > 0 || !user.get("locked_until").is_none_or(Value::is_null) {
+    if user.get("failed_auth_count").and_then(Value::as_i64).unwrap_or(0) > 0
+        || !user.get("locked_until").is_none_or(Value::is_null)
+    {
         let mut patch = Row::new();
         patch.insert("failed_auth_count".into(), 0.into());
         patch.insert("locked_until".into(), Value::Null);
@@ -617,7 +653,8 @@ async fn validate_handler(
         return Err(Error::Forbidden(format!("{} may not validate other users' tokens", cred.user)));
     }
     let sub = HeaderValue::from_str(token).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut resp = if method == Method::HEAD { Response::new(Body::empty()) } else { Response::new(Body::from(v.body.clone())) };
+    let mut resp =
+        if method == Method::HEAD { Response::new(Body::empty()) } else { Response::new(Body::from(v.body.clone())) };
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert("x-subject-token", sub);
     Ok(resp)
@@ -658,7 +695,10 @@ async fn catalog_handler(State(state): State<Arc<ServiceState>>) -> Result<Respo
     Ok(Json(json!({"catalog": catalog::build(&state.db).await?})).into_response())
 }
 
-async fn auth_projects(State(state): State<Arc<ServiceState>>, Extension(cred): Extension<Arc<UserCred>>) -> Result<Response, Error> {
+async fn auth_projects(
+    State(state): State<Arc<ServiceState>>,
+    Extension(cred): Extension<Arc<UserCred>>,
+) -> Result<Response, Error> {
     let ids = assignments::user_project_ids(&state.db, &cred.user_id).await?;
     let mut out = vec![];
     for id in ids {
@@ -669,7 +709,10 @@ async fn auth_projects(State(state): State<Arc<ServiceState>>, Extension(cred): 
     Ok(Json(json!({"projects": out, "links": {"self": null, "next": null, "previous": null}})).into_response())
 }
 
-async fn auth_domains(State(state): State<Arc<ServiceState>>, Extension(cred): Extension<Arc<UserCred>>) -> Result<Response, Error> {
+async fn auth_domains(
+    State(state): State<Arc<ServiceState>>,
+    Extension(cred): Extension<Arc<UserCred>>,
+) -> Result<Response, Error> {
     let f = assignments::Filter { user: Some(cred.user_id.clone()), ..Default::default() };
     let mut out = vec![];
     let mut seen = std::collections::BTreeSet::new();
@@ -684,8 +727,12 @@ async fn auth_domains(State(state): State<Arc<ServiceState>>, Extension(cred): E
     Ok(Json(json!({"domains": out, "links": {"self": null, "next": null, "previous": null}})).into_response())
 }
 
-async fn auth_system(State(state): State<Arc<ServiceState>>, Extension(cred): Extension<Arc<UserCred>>) -> Result<Response, Error> {
-    let roles = assignments::effective_roles(&state.db, &cred.user_id, Target::System, assignments::SYSTEM_TARGET).await?;
+async fn auth_system(
+    State(state): State<Arc<ServiceState>>,
+    Extension(cred): Extension<Arc<UserCred>>,
+) -> Result<Response, Error> {
+    let roles =
+        assignments::effective_roles(&state.db, &cred.user_id, Target::System, assignments::SYSTEM_TARGET).await?;
     let system = if roles.is_empty() { json!([]) } else { json!([{"all": true}]) };
     Ok(Json(json!({"system": system, "links": {"self": null, "next": null, "previous": null}})).into_response())
 }
@@ -693,7 +740,8 @@ async fn auth_system(State(state): State<Arc<ServiceState>>, Extension(cred): Ex
 /// `GET /v3/auth/policies`: the policies the caller's token holds, by scope, with bodies.
 async fn auth_policies(State(state): State<Arc<ServiceState>>, headers: HeaderMap) -> Result<Response, Error> {
     let ks = state.ext::<Keystone>()?;
-    let token = cloudcommon::service::request_token(&headers).ok_or_else(|| Error::Unauthorized("missing X-Auth-Token".into()))?;
+    let token = cloudcommon::service::request_token(&headers)
+        .ok_or_else(|| Error::Unauthorized("missing X-Auth-Token".into()))?;
     let v = ks.tokens.validate(&ks, token).await?;
     let mut resp = Response::new(Body::from(v.policies_body.clone()));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

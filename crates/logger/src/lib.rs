@@ -92,8 +92,10 @@ impl Resource for Actions {
         input.insert("name".into(), if name.is_empty() { rec.action.clone() } else { name }.into());
         input.insert("actor_tenant_id".into(), rec.tenant_id.clone().into());
         input.insert("actor_domain_id".into(), rec.domain_id.clone().into());
-        let owner_tenant = if rec.owner_tenant_id.is_empty() { rec.tenant_id.clone() } else { rec.owner_tenant_id.clone() };
-        let owner_domain = if rec.owner_domain_id.is_empty() { rec.domain_id.clone() } else { rec.owner_domain_id.clone() };
+        let owner_tenant =
+            if rec.owner_tenant_id.is_empty() { rec.tenant_id.clone() } else { rec.owner_tenant_id.clone() };
+        let owner_domain =
+            if rec.owner_domain_id.is_empty() { rec.domain_id.clone() } else { rec.owner_domain_id.clone() };
         // The dispatcher sets the owner columns from `Owner`; these override through raw input.
         input.insert("tenant_id".into(), owner_tenant.into());
         input.insert("domain_id".into(), owner_domain.into());

@@ -59,6 +59,9 @@ impl Db {
         if sqlite && !url.contains('?') && !url.contains(":memory:") {
             url.push_str("?mode=rwc");
         }
+        if url.starts_with("mysql:") {
+            ensure_mysql_database(&url).await?;
+        }
         let mut opts = ConnectOptions::new(url.clone());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30));
         if sqlite {
@@ -128,8 +131,15 @@ impl Db {
     /// Executes a hand-written write with `?` placeholders.
     pub async fn raw_exec(&self, sql: &str, values: Vec<sea_orm::Value>) -> Result<u64, Error> {
         let _guard = self.write_guard().await;
-        let r = self.conn.execute_raw(Statement::from_sql_and_values(self.backend(), sql, values)).await.map_err(db_err)?;
+        let r =
+            self.conn.execute_raw(Statement::from_sql_and_values(self.backend(), sql, values)).await.map_err(db_err)?;
         Ok(r.rows_affected())
+    }
+
+    /// Executes a statement with no parameters (DDL and the like).
+    pub async fn conn_exec(&self, sql: &str) -> Result<u64, Error> {
+        let _guard = self.write_guard().await;
+        Ok(self.conn.execute_unprepared(sql).await.map_err(db_err)?.rows_affected())
     }
 
     /// Starts a write transaction. On SQLite the returned guard serialises writers.
@@ -142,6 +152,36 @@ impl Db {
     async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
         if self.is_sqlite() { Some(self.write_lock.lock().await) } else { None }
     }
+}
+
+/// Creates the database a MySQL/MariaDB URL names, when it does not exist yet.
+async fn ensure_mysql_database(url: &str) -> Result<(), Error> {
+    let (head, query) = url.split_once('?').map(|(h, q)| (h, Some(q))).unwrap_or((url, None));
+    let after = head.find("://").map(|i| i + 3).unwrap_or(0);
+    let Some(slash) = head[after..].find('/') else { return Ok(()) };
+    let (server, name) = (&head[..after + slash], &head[after + slash + 1..]);
+    if name.is_empty() {
+        return Ok(());
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(Error::invalid("database_url", format!("database name {name:?} must be letters, digits, - or _")));
+    }
+    let server_url = match query {
+        Some(q) => format!("{server}/?{q}"),
+        None => format!("{server}/"),
+    };
+    let mut opts = ConnectOptions::new(server_url);
+    opts.sqlx_logging(false).max_connections(1).connect_timeout(Duration::from_secs(10));
+    let conn = sea_orm::Database::connect(opts)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot connect to database server {}: {e}", redact_url(server))))?;
+    conn.execute_unprepared(&format!(
+        "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    ))
+    .await
+    .map_err(db_err)?;
+    conn.close().await.map_err(db_err)?;
+    Ok(())
 }
 
 /// A write transaction; dropped without `commit` it rolls back.

@@ -14,8 +14,7 @@ use super::SERVICE;
 use crate::Keystone;
 
 pub fn region_spec() -> ResourceSpec {
-    ResourceSpec::new(SERVICE, "region", "regions", "regions_tbl")
-        .col(Col::str("parent_region_id", 128).rw())
+    ResourceSpec::new(SERVICE, "region", "regions", "regions_tbl").col(Col::str("parent_region_id", 128).rw())
 }
 
 pub fn service_spec() -> ResourceSpec {
@@ -160,7 +159,9 @@ impl Resource for Services {
     /// `GET /services/<id>/config`: `{"config": {"default": {...}}}`.
     async fn get_spec(&self, _ctx: &Ctx, row: &Row, spec: &str) -> Result<Value, Error> {
         match spec {
-            "config" => Ok(json!({"config": {"default": row.get("config").cloned().filter(|v| v.is_object()).unwrap_or(json!({}))}})),
+            "config" => Ok(
+                json!({"config": {"default": row.get("config").cloned().filter(|v| v.is_object()).unwrap_or(json!({}))}}),
+            ),
             other => Err(Error::NotFound(format!("service has no spec {other}"))),
         }
     }
@@ -224,7 +225,8 @@ impl Resource for Endpoints {
 
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, raw: &Row, _owner: &Owner) -> Result<(), Error> {
         input.remove("id");
-        let region = raw.get("region_id").or_else(|| raw.get("region")).and_then(Value::as_str).unwrap_or_default().to_string();
+        let region =
+            raw.get("region_id").or_else(|| raw.get("region")).and_then(Value::as_str).unwrap_or_default().to_string();
         if region.is_empty() {
             return Err(Error::missing("region_id"));
         }
@@ -234,7 +236,8 @@ impl Resource for Endpoints {
         input.insert("region_id".into(), region.into());
         let sid = row_str(input, "service_id").to_string();
         let services = ctx.svc.resource("services")?;
-        let service = cloudcommon::resource::dispatch::fetch_authorized(ctx, services.as_ref(), &sid, "get", None).await?;
+        let service =
+            cloudcommon::resource::dispatch::fetch_authorized(ctx, services.as_ref(), &sid, "get", None).await?;
         input.insert("service_id".into(), row_str(&service, "id").into());
         check_interface(row_str(input, "interface"))?;
         check_url(row_str(input, "url"))?;

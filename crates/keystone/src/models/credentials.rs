@@ -54,7 +54,8 @@ impl Resource for Credentials {
             "" => ctx.cred.user_id.clone(),
             u => {
                 let users = ctx.svc.resource("users")?;
-                let user = cloudcommon::resource::dispatch::fetch_authorized(ctx, users.as_ref(), u, "get", None).await?;
+                let user =
+                    cloudcommon::resource::dispatch::fetch_authorized(ctx, users.as_ref(), u, "get", None).await?;
                 row_str(&user, "id").to_string()
             }
         };

@@ -40,7 +40,10 @@ impl Resource for Domains {
     async fn post_update(&self, _ctx: &Ctx, row: &Row, _raw: &Row) -> Result<(), Error> {
         if !row_bool(row, "enabled") {
             self.ks.tokens.revoke_scope(row_str(row, "id")).await?;
-            for u in cloudcommon::resource::store::select(&self.ks.db, &super::users::spec(), in_domain(row_str(row, "id"))).await? {
+            for u in
+                cloudcommon::resource::store::select(&self.ks.db, &super::users::spec(), in_domain(row_str(row, "id")))
+                    .await?
+            {
                 self.ks.tokens.revoke_user(row_str(&u, "id")).await?;
             }
         }
@@ -55,7 +58,9 @@ impl Resource for Domains {
         if row_bool(row, "enabled") {
             return Err(Error::InvalidStatus(format!("disable domain {} before deleting it", row_str(row, "name"))));
         }
-        for (spec, what) in [(super::projects::spec(), "projects"), (super::users::spec(), "users"), (super::groups::spec(), "groups")] {
+        for (spec, what) in
+            [(super::projects::spec(), "projects"), (super::users::spec(), "users"), (super::groups::spec(), "groups")]
+        {
             if !cloudcommon::resource::store::select(&self.ks.db, &spec, in_domain(id)).await?.is_empty() {
                 return Err(Error::InvalidStatus(format!("domain {} still has {what}", row_str(row, "name"))));
             }

@@ -59,7 +59,8 @@ impl Resource for Groups {
         let gid = row_str(row, "id");
         let users_r = ctx.svc.resource("users")?;
         for key in Self::user_ids(body)? {
-            let user = cloudcommon::resource::dispatch::fetch_authorized(ctx, users_r.as_ref(), &key, "get", None).await?;
+            let user =
+                cloudcommon::resource::dispatch::fetch_authorized(ctx, users_r.as_ref(), &key, "get", None).await?;
             let uid = row_str(&user, "id");
             match action {
                 "add-users" => assignments::add_user_to_group(ctx.db(), uid, gid).await?,

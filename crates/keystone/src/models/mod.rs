@@ -35,7 +35,10 @@ pub fn resources(ks: &Arc<Keystone>) -> Vec<Arc<dyn Resource>> {
 }
 
 /// Adds the `domain` name beside each row's `domain_id`.
-pub async fn add_domain_names(ctx: &cloudcommon::resource::Ctx, rows: &mut [cloudcommon::resource::Row]) -> Result<(), apis::Error> {
+pub async fn add_domain_names(
+    ctx: &cloudcommon::resource::Ctx,
+    rows: &mut [cloudcommon::resource::Row],
+) -> Result<(), apis::Error> {
     let mut names = std::collections::HashMap::new();
     for row in rows.iter_mut() {
         let id = cloudcommon::resource::row_str(row, "domain_id").to_string();

@@ -114,7 +114,10 @@ impl Resource for Policies {
 
     async fn validate_delete(&self, _ctx: &Ctx, row: &Row) -> Result<(), Error> {
         if row.get("is_system") == Some(&Value::Bool(true)) {
-            return Err(Error::Forbidden(format!("policy {} is predefined and cannot be deleted", row_str(row, "name"))));
+            return Err(Error::Forbidden(format!(
+                "policy {} is predefined and cannot be deleted",
+                row_str(row, "name")
+            )));
         }
         Ok(())
     }
@@ -209,8 +212,14 @@ async fn bound(db: &Db, role_id: &str, policy_id: &str, project_id: Option<&str>
 
 pub async fn unbind(db: &Db, role_id: &str, policy_id: &str, project_id: Option<&str>) -> Result<(), Error> {
     let (sql, mut values): (&str, Vec<sea_orm::Value>) = match project_id {
-        Some(p) => ("UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND project_id = ?", vec![p.into()]),
-        None => ("UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND project_id IS NULL", vec![]),
+        Some(p) => (
+            "UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND project_id = ?",
+            vec![p.into()],
+        ),
+        None => (
+            "UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND project_id IS NULL",
+            vec![],
+        ),
     };
     let mut all: Vec<sea_orm::Value> = vec![true.into(), now().into(), role_id.into(), policy_id.into()];
     all.append(&mut values);

@@ -138,12 +138,15 @@ impl Resource for Projects {
     async fn context_filter(&self, ctx: &Ctx, ctx_plural: &str, ctx_id: &str) -> Result<Option<Condition>, Error> {
         let ids: Vec<String> = match ctx_plural {
             "users" => assignments::user_project_ids(ctx.db(), ctx_id).await?.into_iter().collect(),
-            "groups" => assignments::effective(ctx.db(), &assignments::Filter { group: Some(ctx_id.into()), ..Default::default() })
-                .await?
-                .into_iter()
-                .filter(|a| a.target == assignments::Target::Project)
-                .map(|a| a.target_id)
-                .collect(),
+            "groups" => assignments::effective(
+                ctx.db(),
+                &assignments::Filter { group: Some(ctx_id.into()), ..Default::default() },
+            )
+            .await?
+            .into_iter()
+            .filter(|a| a.target == assignments::Target::Project)
+            .map(|a| a.target_id)
+            .collect(),
             _ => return Ok(None),
         };
         Ok(Some(Condition::all().add(Expr::col((Alias::new("projects_tbl"), Alias::new("id"))).is_in(ids))))
@@ -154,7 +157,9 @@ impl Resource for Projects {
         if scope >= Scope::Domain {
             return own;
         }
-        Condition::any().add(own).add(Expr::col((Alias::new("projects_tbl"), Alias::new("id"))).eq(cred.project_id.clone()))
+        Condition::any()
+            .add(own)
+            .add(Expr::col((Alias::new("projects_tbl"), Alias::new("id"))).eq(cred.project_id.clone()))
     }
 
     fn visible_outside_scope(&self, cred: &UserCred, row: &Row, action: &str) -> bool {

@@ -60,11 +60,14 @@ impl Resource for Roles {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::missing("policy_id"))?;
         let policies_r = ctx.svc.resource("policies")?;
-        let policy = cloudcommon::resource::dispatch::fetch_authorized(ctx, policies_r.as_ref(), policy_key, "get", None).await?;
+        let policy =
+            cloudcommon::resource::dispatch::fetch_authorized(ctx, policies_r.as_ref(), policy_key, "get", None)
+                .await?;
         let project = match body.get("project_id").or_else(|| body.get("project")).and_then(Value::as_str) {
             Some(p) if !p.is_empty() => {
                 let pr = ctx.svc.resource("projects")?;
-                let project = cloudcommon::resource::dispatch::fetch_authorized(ctx, pr.as_ref(), p, "get", None).await?;
+                let project =
+                    cloudcommon::resource::dispatch::fetch_authorized(ctx, pr.as_ref(), p, "get", None).await?;
                 Some(row_str(&project, "id").to_string())
             }
             _ => None,

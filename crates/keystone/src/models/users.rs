@@ -61,7 +61,14 @@ impl Users {
         for p in &projects {
             let project = self.resolve(ctx, "projects", p).await?;
             let pr = ctx.svc.resource("projects")?;
-            cloudcommon::resource::dispatch::fetch_authorized(ctx, pr.as_ref(), row_str(&project, "id"), "update", None).await?;
+            cloudcommon::resource::dispatch::fetch_authorized(
+                ctx,
+                pr.as_ref(),
+                row_str(&project, "id"),
+                "update",
+                None,
+            )
+            .await?;
             for r in &roles {
                 let role = self.resolve(ctx, "roles", r).await?;
                 pairs.push((row_str(&project, "id").to_string(), row_str(&role, "id").to_string()));
@@ -96,7 +103,10 @@ impl Users {
         let new = body.get("password").and_then(Value::as_str).ok_or_else(|| Error::missing("password"))?;
         let uid = row_str(user, "id");
         if ctx.cred.user_id == uid {
-            let old = body.get("original_password").and_then(Value::as_str).ok_or_else(|| Error::missing("original_password"))?;
+            let old = body
+                .get("original_password")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::missing("original_password"))?;
             let ok = match passwords::current(ctx.db(), uid).await? {
                 Some(h) => passwords::verify(old, &h).await,
                 None => false,
@@ -135,7 +145,9 @@ impl Resource for Users {
             passwords::set(ctx.db(), uid, p, self.ks.cfg.bcrypt_cost).await?;
         }
         // OpenStack: `default_project_id` only names a project; Cloudpods' `project` + `role` grant.
-        if let (Some(p), Some(r)) = (raw.get("project").and_then(Value::as_str), raw.get("role").and_then(Value::as_str)) {
+        if let (Some(p), Some(r)) =
+            (raw.get("project").and_then(Value::as_str), raw.get("role").and_then(Value::as_str))
+        {
             let body: Row = json!({"projects": [p], "roles": [r]}).as_object().cloned().unwrap_or_default();
             self.join(ctx, row, &body).await?;
         }
@@ -191,7 +203,11 @@ impl Resource for Users {
         if action != "password" {
             let scope = cloudcommon::resource::dispatch::authorize(self, &ctx.cred, "perform", Some(action))?;
             if !store::row_in_scope(&self.spec, &ctx.cred, scope, row) {
-                return Err(Error::Forbidden(format!("{} may not {action} user {}", ctx.cred.user, row_str(row, "name"))));
+                return Err(Error::Forbidden(format!(
+                    "{} may not {action} user {}",
+                    ctx.cred.user,
+                    row_str(row, "name")
+                )));
             }
         }
         match action {
@@ -214,7 +230,11 @@ impl Resource for Users {
         for row in rows.iter_mut() {
             row.insert("password_expires_at".into(), Value::Null);
             row.entry("options").or_insert(json!({}));
-            let locked = row.get("locked_until").and_then(Value::as_str).and_then(cloudcommon::db::parse_time).is_some_and(|t| t > chrono::Utc::now());
+            let locked = row
+                .get("locked_until")
+                .and_then(Value::as_str)
+                .and_then(cloudcommon::db::parse_time)
+                .is_some_and(|t| t > chrono::Utc::now());
             row.insert("is_locked".into(), locked.into());
         }
         super::add_domain_names(ctx, rows).await
