@@ -2,7 +2,7 @@
 #
 #   make deps        install missing Debian packages (quiet when all present)
 #   make build       cargo build --release -p cloudpods -p climc
-#   make run         deps (+ qemu) + build, then `cloudpods aio --data-dir $(DATA_DIR)`
+#   make run         deps + build, then `cloudpods aio --data-dir $(DATA_DIR)`
 #   make test        fmt, clippy, cargo test (SQLite), cargo test (MariaDB), e2e
 #   make e2e         tests/e2e/run.sh only
 #   make bench       cargo run --release -p xtask -- bench
@@ -29,14 +29,14 @@ help:
 deps:
 	@scripts/deps.sh
 
-# `make run` also wants qemu-system-x86 (+ a matching qemu-utils).
+# qemu-system-x86 (+ a matching qemu-utils), for the host agent when it lands.
 deps-qemu:
 	@scripts/deps.sh --qemu
 
 build:
 	$(CARGO) build --release -p cloudpods -p climc
 
-run: deps-qemu build
+run: deps build
 	@bin="$$(scripts/target-dir.sh)/release/cloudpods"; \
 	echo "==> $$bin aio --data-dir $(DATA_DIR) $(AIO_ARGS)"; \
 	exec "$$bin" aio --data-dir "$(DATA_DIR)" $(AIO_ARGS)
@@ -48,7 +48,7 @@ e2e: deps
 	@tests/e2e/run.sh
 
 bench:
-	$(CARGO) run --release -p xtask -- bench
+	$(CARGO) xtask bench
 
 clean-data:
 	@case "$(strip $(DATA_DIR))" in ""|/|.|./|..|~|"$$HOME") \
