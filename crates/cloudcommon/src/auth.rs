@@ -133,10 +133,13 @@ pub trait TokenVerifier: Send + Sync {
     async fn verify(&self, token: &str) -> Result<Arc<UserCred>, Error>;
 }
 
+/// A cached credential and when it stops being valid.
+type CacheEntry = (Arc<UserCred>, chrono::DateTime<chrono::Utc>);
+
 /// Verified credentials, cached for the token's life.
 #[derive(Default)]
 pub struct CredCache {
-    entries: RwLock<HashMap<String, (Arc<UserCred>, chrono::DateTime<chrono::Utc>)>>,
+    entries: RwLock<HashMap<String, CacheEntry>>,
 }
 
 const CACHE_MAX: usize = 65536;

@@ -161,7 +161,7 @@ mod tests {
         let set = PolicySet { project: set.project.clone(), ..Default::default() };
         assert_eq!(set.allowed_scope(&req("identity", "users", "get", None)), Some(Scope::Project));
         assert_eq!(set.allowed_scope(&req("identity", "users", "delete", None)), None);
-        assert_eq!(set.allowed_scope(&req("compute", "tasks", "perform", None)), Some(Scope::System));
+        assert_eq!(set.allowed_scope(&req("compute", "tasks", "perform", None)), Some(Scope::Project));
         let none = PolicySet::default();
         assert_eq!(none.allowed_scope(&req("compute", "tasks", "perform", None)), Some(Scope::Project));
     }

@@ -91,7 +91,11 @@ pub async fn build(cfg: KeystoneConfig, actionlog: Option<ActionLog>) -> Result<
         Arc::new(Keystone { tokens: tokens::TokenStore::new(db.clone()), cfg, db: db.clone(), state: OnceLock::new() });
     let verifier = Arc::new(tokens::LocalVerifier(ks.clone()));
     let actionlog = actionlog.unwrap_or_else(|| ActionLog::local("keystone"));
-    let mut b = ServiceBuilder::new("keystone", db, verifier, actionlog);
+    let tm = cloudcommon::tasks::TaskManager::new(models::SERVICE);
+    if !ks.cfg.public_url.is_empty() {
+        tm.set_base_url(&format!("{}/v3", ks.cfg.public_url.trim_end_matches('/')));
+    }
+    let mut b = ServiceBuilder::new("keystone", db, verifier, actionlog).tasks(tm.clone());
     for r in models::resources(&ks) {
         b = b.resource(r);
     }
@@ -99,6 +103,7 @@ pub async fn build(cfg: KeystoneConfig, actionlog: Option<ActionLog>) -> Result<
     let _ = ks.state.set(state.clone());
     let ext: Arc<dyn std::any::Any + Send + Sync> = ks.clone();
     let _ = state.extension.set(ext);
+    tm.resume_all(&state).await?;
     let protected = tokens::protected_routes().merge(assignments::routes());
     let public = tokens::public_routes();
     let app = cloudcommon::service::app(state.clone(), "/v3", protected, public);

@@ -54,6 +54,7 @@ pub fn all() -> Vec<Migration> {
     vec![
         cloudcommon::resource::metadata::MIGRATION,
         cloudcommon::opslog::MIGRATION,
+        cloudcommon::tasks::MIGRATION,
         Migration { version: 10, name: "identity", up: v1 },
     ]
 }

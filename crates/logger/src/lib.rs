@@ -64,6 +64,7 @@ fn migrations() -> Vec<Migration> {
     vec![
         cloudcommon::resource::metadata::MIGRATION,
         cloudcommon::opslog::MIGRATION,
+        cloudcommon::tasks::MIGRATION,
         Migration { version: 10, name: "actions", up: |db| spec().create_table_sql(db) },
     ]
 }
@@ -154,9 +155,12 @@ pub struct Built {
 pub async fn build(cfg: &LoggerConfig, verifier: Arc<dyn TokenVerifier>) -> Result<Built, Error> {
     let db = Db::connect(&cfg.common.database_url("logger")).await?;
     cloudcommon::db::migrate(&db, "logger", &migrations()).await?;
+    let tm = cloudcommon::tasks::TaskManager::new("log");
     let state = ServiceBuilder::new("logger", db, verifier, ActionLog::local("logger"))
         .resource(Arc::new(Actions { spec: spec() }))
+        .tasks(tm.clone())
         .build();
+    tm.resume_all(&state).await?;
     let app = cloudcommon::service::app(state.clone(), "", Router::new(), Router::new());
     Ok(Built { state, app })
 }
