@@ -1,3 +1,4 @@
 //! climc's integration tests: one test binary, one module per area.
 
 mod fake_keystone;
+mod real;

@@ -209,7 +209,8 @@ pub async fn effective_roles(db: &Db, user_id: &str, target: Target, target_id: 
 
 /// The ids of projects `user_id` has any role on.
 pub async fn user_project_ids(db: &Db, user_id: &str) -> Result<BTreeSet<String>, Error> {
-    let list = effective(db, &Filter { user: Some(user_id.to_string()), ..Default::default() }).await?;
+    let list =
+        effective(db, &Filter { user: Some(user_id.to_string()), effective: true, ..Default::default() }).await?;
     Ok(list.into_iter().filter(|a| a.target == Target::Project).map(|a| a.target_id).collect())
 }
 
@@ -228,7 +229,7 @@ pub struct Filter {
 /// Assignments matching `f`; with `effective`, group assignments are expanded to users.
 pub async fn effective(db: &Db, f: &Filter) -> Result<Vec<Assignment>, Error> {
     let mut list = all(db).await?;
-    if f.effective || f.user.is_some() {
+    if f.effective {
         let mut expanded = vec![];
         for a in &list {
             if a.actor == Actor::Group {

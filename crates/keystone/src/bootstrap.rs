@@ -42,8 +42,10 @@ fn read_only() -> Value {
     json!({"*": {"*": {"list": "allow", "get": "allow"}}})
 }
 
+/// Everything but identity, which editors only read. The explicit deny matters: without
+/// it an identity write would fall back to the top-level `"*": "allow"`.
 fn editor() -> Value {
-    json!({"*": "allow", "identity": {"*": {"list": "allow", "get": "allow"}}})
+    json!({"*": "allow", "identity": {"*": {"list": "allow", "get": "allow", "*": "deny"}}})
 }
 
 /// Predefined policies: (name, scope, blob).
@@ -231,15 +233,16 @@ pub async fn run(ks: &Keystone, input: &BootstrapInput) -> Result<BootstrapOutco
         .await?;
     }
     for (name, scope, blob) in predefined_policies() {
-        ensure(
-            db,
-            &policies::spec(),
-            None,
-            name,
-            Some(DEFAULT_DOMAIN_ID),
-            json!({"type": name, "scope": scope, "blob": blob, "is_system": true, "is_public": true, "public_scope": "system"}),
-        )
-        .await?;
+        let fields = json!({"type": name, "scope": scope, "blob": blob, "is_system": true, "is_public": true, "public_scope": "system"});
+        let id = ensure(db, &policies::spec(), None, name, Some(DEFAULT_DOMAIN_ID), fields).await?;
+        // Predefined policies follow the release: an upgrade brings their new definition.
+        if let Some(row) = store::get_by_id(db, &policies::spec(), &id).await?
+            && row.get("blob") != Some(&blob)
+        {
+            let mut patch = Row::new();
+            patch.insert("blob".into(), blob);
+            store::update(db, &policies::spec(), &id, &patch).await?;
+        }
     }
     for (role, policy, system_only) in BINDINGS {
         let r = find(db, &roles::spec(), role, Some(DEFAULT_DOMAIN_ID)).await?;

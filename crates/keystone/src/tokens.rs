@@ -713,7 +713,7 @@ async fn auth_domains(
     State(state): State<Arc<ServiceState>>,
     Extension(cred): Extension<Arc<UserCred>>,
 ) -> Result<Response, Error> {
-    let f = assignments::Filter { user: Some(cred.user_id.clone()), ..Default::default() };
+    let f = assignments::Filter { user: Some(cred.user_id.clone()), effective: true, ..Default::default() };
     let mut out = vec![];
     let mut seen = std::collections::BTreeSet::new();
     for a in assignments::effective(&state.db, &f).await? {

@@ -46,7 +46,8 @@ pub fn spec() -> ResourceSpec {
         .col(Col::bool("success").create().not_null(true.into()))
         .col(Col::str("service", 64).create().index())
         .col(Col::str("user_id", 128).create().index())
-        .col(Col::str("user", 128).create().search())
+        // `?user=` matches the name or the id (see `list_filter`), so not the plain equality.
+        .col(Col { filter: false, ..Col::str("user", 128).create().search() })
         .col(Col::str("actor_tenant_id", 128).create())
         .col(Col::str("tenant", 128).create())
         .col(Col::str("actor_domain_id", 128).create())
@@ -82,7 +83,13 @@ impl Resource for Actions {
 
     /// Accepts an `apis::logger::ActionRecord`. The record's owner is the object's owner, so
     /// project members see the actions on their project's objects.
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, raw: &Row, _owner: &Owner) -> Result<(), Error> {
+    async fn validate_create(&self, ctx: &Ctx, input: &mut Row, raw: &Row, _owner: &Owner) -> Result<(), Error> {
+        // A record names its own actor and owner, so only callers with system-wide rights
+        // (services, administrators) may write one; anyone else could forge the audit trail.
+        let scope = cloudcommon::resource::dispatch::authorize(self, &ctx.cred, "create", None)?;
+        if scope != cloudcommon::auth::Scope::System {
+            return Err(Error::Forbidden(format!("{} may not write action records", ctx.cred.user)));
+        }
         let rec: apis::logger::ActionRecord = serde_json::from_value(Value::Object(raw.clone()))
             .map_err(|e| Error::BadRequest(format!("not an action record: {e}")))?;
         if rec.action.is_empty() || rec.obj_type.is_empty() {
@@ -108,6 +115,10 @@ impl Resource for Actions {
             input.insert("severity".into(), if rec.success { "INFO" } else { "ERROR" }.into());
         }
         Ok(())
+    }
+
+    fn record_writes(&self) -> bool {
+        false
     }
 
     async fn validate_update(&self, _ctx: &Ctx, _row: &Row, _patch: &mut Row, _raw: &Row) -> Result<(), Error> {

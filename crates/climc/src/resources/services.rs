@@ -16,7 +16,8 @@ pub const ACTION: ResourceSpec = ResourceSpec::new("log", "action", "actions")
     ]);
 
 const TASK_COLUMNS: &[&str] = &["id", "obj_name", "obj_id", "task_name", "stage", "created_at"];
-const EVENT_COLUMNS: &[&str] = &["id", "ops_time", "obj_type", "obj_name", "action", "user", "tenant", "notes"];
+const EVENT_COLUMNS: &[&str] =
+    &["id", "ops_time", "obj_type", "obj_name=name", "action", "user", "tenant=actor_tenant", "notes"];
 
 const EVENT_FILTERS: &[Arg] = &[
     Arg::opt("since", "Only events at or after this time (RFC 3339)"),

@@ -115,7 +115,10 @@ pub async fn fetch_authorized(
     };
     if ok || r.visible_outside_scope(&ctx.cred, &row, action) {
         Ok(row)
-    } else if authorize(r, &ctx.cred, "get", None).is_ok_and(|s| store::row_in_scope(spec, &ctx.cred, s, &row)) {
+    } else if authorize(r, &ctx.cred, "get", None).is_ok_and(|s| store::row_in_scope(spec, &ctx.cred, s, &row))
+        || r.visible_outside_scope(&ctx.cred, &row, "get")
+    {
+        // The caller may see the row, so hiding it behind a 404 would only confuse.
         Err(Error::Forbidden(format!("{} may not {action} {} {}", ctx.cred.user, spec.keyword, row_str(&row, "name"))))
     } else {
         Err(Error::not_found(spec.keyword, id))
@@ -243,6 +246,13 @@ fn resolve_owner(cred: &UserCred, scope: Scope, input: &Row, owner_scope: OwnerS
     Ok(owner)
 }
 
+/// Records a successful write on `row`, unless the resource opts out.
+async fn record(ctx: &Ctx, r: &dyn Resource, row: &Row, action: &str, notes: Value) {
+    if r.record_writes() {
+        ctx.svc.actionlog.record(ctx, r.spec(), row, action, true, notes).await;
+    }
+}
+
 /// Creates one row: validation, name check, insert, post-create hook, logs.
 pub async fn create_one(ctx: &Ctx, r: &dyn Resource, raw: &Row, owner: &Owner) -> Result<Row, Error> {
     let spec = r.spec();
@@ -291,7 +301,7 @@ pub async fn create_one(ctx: &Ctx, r: &dyn Resource, raw: &Row, owner: &Owner) -
     }
     let row = store::get_by_id(ctx.db(), spec, &id).await?.ok_or_else(|| Error::not_found(spec.keyword, &id))?;
     r.post_create(ctx, &row, raw).await?;
-    ctx.svc.actionlog.record(ctx, spec, &row, "create", true, Value::Null).await;
+    record(ctx, r, &row, "create", Value::Null).await;
     Ok(row)
 }
 
@@ -387,7 +397,7 @@ pub async fn update_row(ctx: &Ctx, r: &dyn Resource, row: Row, raw: &Row) -> Res
     let row = store::get_by_id(ctx.db(), spec, &id).await?.ok_or_else(|| Error::not_found(spec.keyword, &id))?;
     r.post_update(ctx, &row, raw).await?;
     let notes = Value::Object(patch.into_iter().filter(|(k, _)| spec.column(k).is_some_and(|c| !c.hidden)).collect());
-    ctx.svc.actionlog.record(ctx, spec, &row, "update", true, notes).await;
+    record(ctx, r, &row, "update", notes).await;
     Ok(row)
 }
 
@@ -404,7 +414,7 @@ async fn delete(
     let row = fetch_authorized(&ctx, r.as_ref(), &id, "delete", None).await?;
     r.validate_delete(&ctx, &row).await?;
     r.delete(&ctx, &row).await?;
-    ctx.svc.actionlog.record(&ctx, spec, &row, "delete", true, Value::Null).await;
+    record(&ctx, r.as_ref(), &row, "delete", Value::Null).await;
     let row = store::to_view(spec, row);
     Ok(object_response(spec.keyword, row))
 }
@@ -472,7 +482,7 @@ async fn perform(
         "metadata" | "user-metadata" => {
             let tags = unwrap_keyword(body, "metadata")?;
             metadata::set(ctx.db(), spec.keyword, &obj_id, &tags).await?;
-            ctx.svc.actionlog.record(&ctx, spec, &row, "set_metadata", true, Value::Object(tags)).await;
+            record(&ctx, r.as_ref(), &row, "set_metadata", Value::Object(tags)).await;
             json!({"id": obj_id, "metadata": metadata::get(ctx.db(), spec.keyword, &obj_id).await?})
         }
         "enable" | "disable" if spec.has_enabled => {
@@ -484,7 +494,7 @@ async fn perform(
         _ => {
             let body = unwrap_keyword(body, spec.keyword)?;
             let out = r.perform(&ctx, &row, &action, &body).await?;
-            ctx.svc.actionlog.record(&ctx, spec, &row, &action, true, Value::Null).await;
+            record(&ctx, r.as_ref(), &row, &action, Value::Null).await;
             out
         }
     };

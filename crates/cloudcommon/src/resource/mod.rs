@@ -130,6 +130,12 @@ pub trait Resource: Send + Sync + 'static {
         false
     }
 
+    /// Whether writes to this resource are recorded (ops-log event and logger action). The
+    /// logger's own records say no: recording a record would only record it twice.
+    fn record_writes(&self) -> bool {
+        true
+    }
+
     /// The scope a list defaults to when `scope=` is absent; by default the widest granted.
     fn default_list_scope(&self, granted: Scope) -> Scope {
         granted

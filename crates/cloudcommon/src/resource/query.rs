@@ -6,7 +6,7 @@
 //! filterable may be used, so a filter can never reach a hidden column.
 
 use apis::Error;
-use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, SimpleExpr};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, LikeExpr, SimpleExpr};
 
 use super::spec::{ColType, ResourceSpec};
 use crate::auth::Scope;
@@ -119,14 +119,15 @@ impl Filter {
         let all =
             || -> Result<Vec<sea_orm::Value>, Error> { self.args.iter().map(|a| typed_value(col.ty, a)).collect() };
         let like = |p: String| c.clone().like(p);
+        let literal = |p: String| c.clone().like(escaped_like(p));
         Ok(match self.op.as_str() {
             "equals" | "eq" => c.eq(arg(0)?),
             "notequals" | "ne" => c.ne(arg(0)?),
             "in" => c.is_in(all()?),
             "notin" => c.is_not_in(all()?),
-            "contains" => like(format!("%{}%", escape_like(&self.args.join(",")))),
-            "startswith" => like(format!("{}%", escape_like(&self.args.join(",")))),
-            "endswith" => like(format!("%{}", escape_like(&self.args.join(",")))),
+            "contains" => literal(format!("%{}%", escape_like(&self.args.join(",")))),
+            "startswith" => literal(format!("{}%", escape_like(&self.args.join(",")))),
+            "endswith" => literal(format!("%{}", escape_like(&self.args.join(",")))),
             "like" => like(self.args.join(",")),
             "ge" => c.gte(arg(0)?),
             "gt" => c.gt(arg(0)?),
@@ -145,8 +146,25 @@ impl Filter {
     }
 }
 
+/// The escape character of LIKE patterns built from plain text. Not a backslash: SQLite has
+/// no default escape character and MySQL treats backslashes in literals specially.
+const LIKE_ESCAPE: char = '!';
+
+/// Escapes `%`, `_` and the escape character so that `s` matches only itself.
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_') || ch == LIKE_ESCAPE {
+            out.push(LIKE_ESCAPE);
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A LIKE pattern made with [`escape_like`], with its ESCAPE clause.
+fn escaped_like(pattern: String) -> LikeExpr {
+    LikeExpr::new(pattern).escape(LIKE_ESCAPE)
 }
 
 fn split_args(s: &str) -> Vec<String> {
@@ -182,8 +200,8 @@ pub fn conditions(spec: &ResourceSpec, q: &ListQuery) -> Result<Condition, Error
     if let Some(s) = &q.search {
         let mut any = Condition::any();
         for c in spec.cols.iter().filter(|c| c.search) {
-            any =
-                any.add(Expr::col((Alias::new(spec.table), Alias::new(c.name))).like(format!("%{}%", escape_like(s))));
+            let pattern = escaped_like(format!("%{}%", escape_like(s)));
+            any = any.add(Expr::col((Alias::new(spec.table), Alias::new(c.name))).like(pattern));
         }
         cond = cond.add(any);
     }
@@ -214,6 +232,12 @@ mod tests {
         assert!(Filter::parse("name").is_err());
         assert!(Filter::parse("name.in(a").is_err());
         assert!(Filter::parse(".eq(a)").is_err());
+    }
+
+    #[test]
+    fn like_patterns_from_text_match_only_the_text() {
+        assert_eq!(escape_like("50%_off!"), "50!%!_off!!");
+        assert_eq!(escape_like("plain\\text"), "plain\\text");
     }
 
     #[test]

@@ -75,8 +75,8 @@ impl Resource for Groups {
         Ok(json!({"group": store::to_view(&self.spec, row.clone())}))
     }
 
-    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _details: bool) -> Result<(), Error> {
-        super::add_domain_names(ctx, rows).await
+    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], details: bool) -> Result<(), Error> {
+        super::add_domain_names(ctx, rows, details).await
     }
 
     async fn context_filter(&self, ctx: &Ctx, ctx_plural: &str, ctx_id: &str) -> Result<Option<Condition>, Error> {

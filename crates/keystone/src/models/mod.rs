@@ -34,11 +34,15 @@ pub fn resources(ks: &Arc<Keystone>) -> Vec<Arc<dyn Resource>> {
     ]
 }
 
-/// Adds the `domain` name beside each row's `domain_id`.
+/// Adds the `domain` name beside each row's `domain_id`, when the caller asked for details.
 pub async fn add_domain_names(
     ctx: &cloudcommon::resource::Ctx,
     rows: &mut [cloudcommon::resource::Row],
+    details: bool,
 ) -> Result<(), apis::Error> {
+    if !details {
+        return Ok(());
+    }
     let mut names = std::collections::HashMap::new();
     for row in rows.iter_mut() {
         let id = cloudcommon::resource::row_str(row, "domain_id").to_string();

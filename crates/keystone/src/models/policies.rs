@@ -128,8 +128,8 @@ impl Resource for Policies {
         store::soft_delete(ctx.db(), &self.spec, row).await
     }
 
-    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _details: bool) -> Result<(), Error> {
-        super::add_domain_names(ctx, rows).await
+    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], details: bool) -> Result<(), Error> {
+        super::add_domain_names(ctx, rows, details).await
     }
 }
 
@@ -213,15 +213,15 @@ async fn bound(db: &Db, role_id: &str, policy_id: &str, project_id: Option<&str>
 pub async fn unbind(db: &Db, role_id: &str, policy_id: &str, project_id: Option<&str>) -> Result<(), Error> {
     let (sql, mut values): (&str, Vec<sea_orm::Value>) = match project_id {
         Some(p) => (
-            "UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND project_id = ?",
+            "UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND deleted = ? AND project_id = ?",
             vec![p.into()],
         ),
         None => (
-            "UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND project_id IS NULL",
+            "UPDATE rolepolicies_tbl SET deleted = ?, deleted_at = ? WHERE role_id = ? AND policy_id = ? AND deleted = ? AND project_id IS NULL",
             vec![],
         ),
     };
-    let mut all: Vec<sea_orm::Value> = vec![true.into(), now().into(), role_id.into(), policy_id.into()];
+    let mut all: Vec<sea_orm::Value> = vec![true.into(), now().into(), role_id.into(), policy_id.into(), false.into()];
     all.append(&mut values);
     if db.raw_exec(sql, all).await? == 0 {
         return Err(Error::NotFound("no such role-policy binding".into()));

@@ -107,7 +107,7 @@ impl Resource for Projects {
         store::soft_delete(ctx.db(), &self.spec, row).await
     }
 
-    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _details: bool) -> Result<(), Error> {
+    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], details: bool) -> Result<(), Error> {
         for row in rows.iter_mut() {
             let tags: Vec<Value> = metadata::get(ctx.db(), "project", row_str(row, "id"))
                 .await?
@@ -117,7 +117,7 @@ impl Resource for Projects {
             row.insert("tags".into(), Value::Array(tags));
             *row = openstack_view(std::mem::take(row));
         }
-        super::add_domain_names(ctx, rows).await
+        super::add_domain_names(ctx, rows, details).await
     }
 
     async fn list_filter(&self, _ctx: &Ctx, q: &ListQuery) -> Result<Option<Condition>, Error> {

@@ -82,11 +82,11 @@ impl Resource for Roles {
         Ok(json!({"role": store::to_view(&self.spec, row.clone())}))
     }
 
-    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _details: bool) -> Result<(), Error> {
+    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], details: bool) -> Result<(), Error> {
         for row in rows.iter_mut() {
             row.insert("domain_id".into(), row.get("domain_id").cloned().unwrap_or(Value::Null));
             row.entry("options").or_insert(json!({}));
         }
-        super::add_domain_names(ctx, rows).await
+        super::add_domain_names(ctx, rows, details).await
     }
 }

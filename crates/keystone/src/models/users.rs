@@ -226,7 +226,7 @@ impl Resource for Users {
         Ok(json!({"user": store::to_view(&self.spec, row)}))
     }
 
-    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _details: bool) -> Result<(), Error> {
+    async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], details: bool) -> Result<(), Error> {
         for row in rows.iter_mut() {
             row.insert("password_expires_at".into(), Value::Null);
             row.entry("options").or_insert(json!({}));
@@ -237,7 +237,7 @@ impl Resource for Users {
                 .is_some_and(|t| t > chrono::Utc::now());
             row.insert("is_locked".into(), locked.into());
         }
-        super::add_domain_names(ctx, rows).await
+        super::add_domain_names(ctx, rows, details).await
     }
 
     async fn context_filter(&self, ctx: &Ctx, ctx_plural: &str, ctx_id: &str) -> Result<Option<Condition>, Error> {
