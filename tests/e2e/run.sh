@@ -291,6 +291,19 @@ expect_fail climc user-show nosuchuser
 output_matches 'not ?found|404'
 grep -qiE 'panicked|RUST_BACKTRACE' <<<"$OUT" && fail "climc panicked instead of reporting an error"
 
+step "climc: upload, probe and download an image (glance)"
+run qemu-img create -f qcow2 "$DIR/tiny.qcow2" 64M
+expect_contains "tiny" climc image-upload --format qcow2 --os-type Linux "$DIR/tiny.qcow2" tiny
+output_contains "uploaded"
+for _ in $(seq 1 150); do
+    climc image-show tiny 2>/dev/null | grep -qE '\| status +\| active' && break
+    sleep 0.2
+done
+expect_contains "active" climc image-show tiny
+output_contains "qcow2"
+expect_contains "md5 checked" climc image-download tiny -o "$DIR/tiny-out.qcow2" --format qcow2
+expect_contains "qcow2" qemu-img info "$DIR/tiny-out.qcow2"
+
 step "alice logs in as herself"
 expect_contains "project_id" env OS_USERNAME=alice OS_PASSWORD=Passw0rd-alice OS_PROJECT_NAME=demo \
     openstack token issue
@@ -311,5 +324,6 @@ expect_contains "demo" openstack project show demo
 expect_contains "member" openstack role assignment list --user alice --project demo --names
 expect_contains "demo2" climc project-list
 expect_contains "alice" climc user-list
+expect_contains "active" climc image-show tiny
 expect_contains "project_id" env OS_USERNAME=alice OS_PASSWORD=Passw0rd-alice OS_PROJECT_NAME=demo \
     openstack token issue

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod identity;
+pub mod image;
 pub mod logger;
 pub mod task;
 

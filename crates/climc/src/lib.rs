@@ -15,6 +15,7 @@ pub mod output;
 pub mod plan;
 pub mod resources;
 pub mod spec;
+pub mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -27,11 +28,14 @@ use plan::UsageError;
 pub fn main() -> ExitCode {
     let resources = resources::all();
     let commands = cli::commands(&resources);
-    let matches = cli::build(&commands).get_matches();
+    let matches = cli::build(&commands).subcommands(transfer::commands()).get_matches();
     let globals = cli::global_opts(&matches).unwrap_or_else(|e| e.exit());
     let Some((name, sub)) = matches.subcommand() else {
         return ExitCode::from(2);
     };
+    if transfer::commands().iter().any(|c| c.get_name() == name) {
+        return run_streaming(&globals, name, sub);
+    }
     let Some(cmd) = commands.iter().find(|c| c.name == name) else {
         eprintln!("Error: unknown command {name}");
         return ExitCode::from(2);
@@ -56,6 +60,35 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let session = exec::login(&globals, &params).await?;
         exec::run(&session, &plan, globals.output_format).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+/// Runs `image-upload` / `image-download` (see [`transfer`]).
+fn run_streaming(globals: &cli::GlobalOpts, name: &str, sub: &clap::ArgMatches) -> ExitCode {
+    let params = match exec::auth_params(globals) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let session = exec::login(globals, &params).await?;
+        transfer::run(name, sub, &session, globals.output_format).await.unwrap_or_else(|| Ok(()))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,6 +48,7 @@ pub fn policy_service(service: &'static str) -> &'static str {
         "keystone" => "identity",
         "logger" => "log",
         "region" => "compute",
+        "glance" => "image",
         other => other,
     }
 }

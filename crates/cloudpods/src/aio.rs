@@ -3,9 +3,11 @@
 //! ```text
 //! data dir ── secrets.json (generated passwords, 0600)
 //!          ├─ openrc        (OS_* for climc and openstack, 0600)
+//!          ├─ images/       (glance's image store)
 //!          └─ <service>.db  (SQLite, unless --database-url)
 //! bind all listeners -> keystone (migrate, bootstrap: admin, catalog, service accounts)
-//!   -> logger (validates tokens through keystone over HTTP) -> openrc -> serve until signal
+//!   -> logger (validates tokens through keystone over HTTP) -> glance (images under
+//!   data dir/images) -> openrc -> serve until signal
 //! ```
 //! Services still talk to each other only over HTTP through the catalog, as they would on
 //! separate machines.
@@ -49,6 +51,10 @@ pub struct AioArgs {
     /// Region name of the catalog.
     #[arg(long, default_value = "region0")]
     pub region: String,
+    /// Override a service's config key: `--set glance.quota_images=10` (repeatable; the
+    /// keys are those of `cloudpods <service> --config`).
+    #[arg(long = "set", value_name = "SERVICE.KEY=VALUE")]
+    pub sets: Vec<String>,
 }
 
 /// A service aio runs: its name, catalog type, default port, path prefix and account.
@@ -60,7 +66,7 @@ struct Component {
     account: &'static str,
 }
 
-const COMPONENTS: [Component; 2] = [
+const COMPONENTS: [Component; 3] = [
     Component {
         name: "keystone",
         service_type: "identity",
@@ -69,7 +75,27 @@ const COMPONENTS: [Component; 2] = [
         account: "keystone",
     },
     Component { name: "logger", service_type: "log", port: logger::DEFAULT_PORT, prefix: "", account: "loggeradmin" },
+    Component {
+        name: "glance",
+        service_type: apis::image::SERVICE_TYPE,
+        port: glance::DEFAULT_PORT,
+        prefix: glance::PREFIX,
+        account: "glance",
+    },
 ];
+
+/// Applies the `--set <service>.key=value` overrides meant for `service` to its config.
+fn with_sets<T: Serialize + serde::de::DeserializeOwned>(cfg: T, service: &str, sets: &[String]) -> Result<T> {
+    let mine: Vec<String> =
+        sets.iter().filter_map(|s| s.strip_prefix(service)?.strip_prefix('.')).map(str::to_string).collect();
+    if mine.is_empty() {
+        return Ok(cfg);
+    }
+    let mut table = toml::Table::try_from(&cfg).context("config is not a table")?;
+    let extra: toml::Table = cloudcommon::config::load_from(None, &[], &mine)?;
+    table.extend(extra);
+    table.try_into().with_context(|| format!("--set {service}.*"))
+}
 
 /// Generated secrets, kept in the data dir so restarts find them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -154,6 +180,8 @@ pub struct Running {
     pub admin_password: String,
     pub urls: std::collections::BTreeMap<&'static str, String>,
     pub data_dir: PathBuf,
+    /// The state of each service, for tests that reach inside (task hooks).
+    pub states: std::collections::BTreeMap<&'static str, Arc<cloudcommon::service::ServiceState>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), apis::Error>>,
 }
@@ -232,6 +260,7 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     let ks_session =
         ServiceSession::new(&auth_url, ks_comp.account, &secrets.accounts[ks_comp.account], "system", "Default");
     let ks_actionlog = ActionLog::with_sink("keystone", Arc::new(HttpActionSink(ks_session)));
+    let ks_cfg = with_sets(ks_cfg, "keystone", &args.sets)?;
     let ks = keystone::build(ks_cfg, Some(ks_actionlog)).await.context("keystone")?;
     let input = BootstrapInput {
         admin_password: secrets.admin_password.clone(),
@@ -256,16 +285,41 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
 
     // logger: a separate service that validates tokens through keystone.
     let lg_comp = &COMPONENTS[1];
-    let lg_cfg = logger::LoggerConfig { common: common(lg_comp) };
+    let lg_cfg = with_sets(logger::LoggerConfig { common: common(lg_comp) }, "logger", &args.sets)?;
     let c = &lg_cfg.common;
     let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
     let verifier = RemoteVerifier::new(&c.auth_url, session);
     let poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
     let lg = logger::build(&lg_cfg, verifier).await.context("logger")?;
+    let mut states = std::collections::BTreeMap::new();
+    states.insert("logger", lg.state.clone());
+    let l = listeners.next().context("listener")?;
+    let lg_rx = rx.clone();
+    tasks.spawn(async move {
+        let r = cloudcommon::service::serve_listener("logger", l, lg.app, shutdown_future(&lg_rx)).await;
+        poller.abort();
+        r
+    });
+
+    // glance: images, stored under the data dir.
+    let gl_comp = &COMPONENTS[2];
+    let gl_cfg = glance::GlanceConfig {
+        common: common(gl_comp),
+        public_url: format!("{}{}", urls["glance"], gl_comp.prefix),
+        ..Default::default()
+    };
+    let gl_cfg = with_sets(gl_cfg, "glance", &args.sets)?;
+    let c = &gl_cfg.common;
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let gl_poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let gl_actionlog = ActionLog::with_sink("glance", Arc::new(HttpActionSink(session)));
+    let gl = glance::build(gl_cfg, verifier, gl_actionlog).await.context("glance")?;
+    states.insert("glance", gl.state.clone());
     let l = listeners.next().context("listener")?;
     tasks.spawn(async move {
-        let r = cloudcommon::service::serve_listener("logger", l, lg.app, shutdown_future(&rx)).await;
-        poller.abort();
+        let r = cloudcommon::service::serve_listener("glance", l, gl.app, shutdown_future(&rx)).await;
+        gl_poller.abort();
         r
     });
 
@@ -273,7 +327,7 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     if outcome.first_start {
         tracing::info!("first start: created sysadmin; credentials in {}", data_dir.join("openrc").display());
     }
-    Ok(Running { auth_url, admin_password: secrets.admin_password, urls, data_dir, shutdown, tasks })
+    Ok(Running { auth_url, admin_password: secrets.admin_password, urls, data_dir, states, shutdown, tasks })
 }
 
 fn write_openrc(dir: &Path, auth_url: &str, password: &str, region: &str) -> Result<()> {
@@ -315,6 +369,18 @@ pub async fn run(args: AioArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_overrides_reach_their_service_only() {
+        let sets: Vec<String> = ["glance.quota_images=3", "glance.target_image_formats=qcow2,vmdk", "logger.port=1"]
+            .map(String::from)
+            .into();
+        let g = with_sets(glance::GlanceConfig::default(), "glance", &sets).unwrap();
+        assert_eq!(g.quota_images, 3);
+        assert_eq!(g.target_image_formats, ["qcow2", "vmdk"]);
+        assert_eq!(g.common.port, glance::DEFAULT_PORT);
+        assert!(with_sets(glance::GlanceConfig::default(), "glance", &["glance.quota_images=many".into()]).is_err());
+    }
 
     #[test]
     fn per_service_database_urls() {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use cloudcommon::actionlog::ActionLog;
 use cloudcommon::auth::RemoteVerifier;
-use cloudcommon::client::ServiceSession;
+use cloudcommon::client::{HttpActionSink, ServiceSession};
 
 #[derive(Parser)]
 #[command(name = "cloudpods", version, about = "cloudpods-rs: a cloud platform in one binary")]
@@ -30,6 +31,8 @@ enum Cmd {
     Keystone(ServiceArgs),
     /// The action log service.
     Logger(ServiceArgs),
+    /// The image service: upload, probe, convert, store and serve disk images.
+    Glance(ServiceArgs),
 }
 
 #[derive(Args, Clone)]
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Aio(a) => cloudpods::aio::run(a).await,
             Cmd::Keystone(a) => run_keystone(a).await,
             Cmd::Logger(a) => run_logger(a).await,
+            Cmd::Glance(a) => run_glance(a).await,
         }
     })
 }
@@ -75,7 +79,15 @@ async fn run_keystone(a: ServiceArgs) -> anyhow::Result<()> {
         cfg.common.port = keystone::DEFAULT_PORT;
     }
     let addr = cfg.common.listen_addr()?;
-    let built = keystone::build(cfg.clone(), None).await?;
+    // With a service account configured, keystone's writes are also sent to the logger found
+    // in the catalog; the account is created (admin in project system) by the bootstrap.
+    let c = &cfg.common;
+    let account = (!c.admin_user.is_empty()).then(|| (c.admin_user.clone(), c.admin_password.clone()));
+    let actionlog = account.as_ref().map(|(user, password)| {
+        let session = ServiceSession::new(&c.auth_url, user, password, &c.admin_project, &c.admin_domain);
+        ActionLog::with_sink("keystone", Arc::new(HttpActionSink(session)))
+    });
+    let built = keystone::build(cfg.clone(), actionlog).await?;
     let url = if cfg.public_url.is_empty() {
         format!("http://127.0.0.1:{}", cfg.common.port)
     } else {
@@ -90,7 +102,7 @@ async fn run_keystone(a: ServiceArgs) -> anyhow::Result<()> {
             public_url: format!("{url}/v3"),
             internal_url: format!("{url}/v3"),
         }],
-        service_accounts: vec![],
+        service_accounts: account.into_iter().collect(),
     };
     keystone::bootstrap::run(&built.keystone, &input)
         .await
@@ -114,5 +126,25 @@ async fn run_logger(a: ServiceArgs) -> anyhow::Result<()> {
     let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
     let built = logger::build(&cfg, verifier as Arc<_>).await?;
     cloudcommon::service::serve("logger", c.listen_addr()?, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_glance(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: glance::GlanceConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = glance::DEFAULT_PORT;
+    }
+    let c = &cfg.common;
+    anyhow::ensure!(
+        !c.admin_user.is_empty(),
+        "admin_user and admin_password must be configured (glance's service account)"
+    );
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let actionlog = ActionLog::with_sink("glance", Arc::new(HttpActionSink(session)));
+    let addr = c.listen_addr()?;
+    let built = glance::build(cfg, verifier as Arc<_>, actionlog).await?;
+    cloudcommon::service::serve("glance", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ pub mod models;
 pub mod passwords;
 pub mod tokens;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use apis::Error;
 use axum::Router;
@@ -67,13 +67,6 @@ pub struct Keystone {
     pub cfg: KeystoneConfig,
     pub db: Db,
     pub tokens: tokens::TokenStore,
-    state: OnceLock<Arc<ServiceState>>,
-}
-
-impl Keystone {
-    pub fn state(&self) -> Arc<ServiceState> {
-        self.state.get().cloned().expect("keystone state is set at build")
-    }
 }
 
 /// A built keystone: its HTTP app and shared state.
@@ -87,8 +80,7 @@ pub struct Built {
 pub async fn build(cfg: KeystoneConfig, actionlog: Option<ActionLog>) -> Result<Built, Error> {
     let db = Db::connect(&cfg.common.database_url("keystone")).await?;
     cloudcommon::db::migrate(&db, "keystone", &migrations::all()).await?;
-    let ks =
-        Arc::new(Keystone { tokens: tokens::TokenStore::new(db.clone()), cfg, db: db.clone(), state: OnceLock::new() });
+    let ks = Arc::new(Keystone { tokens: tokens::TokenStore::new(db.clone()), cfg, db: db.clone() });
     let verifier = Arc::new(tokens::LocalVerifier(ks.clone()));
     let actionlog = actionlog.unwrap_or_else(|| ActionLog::local("keystone"));
     let tm = cloudcommon::tasks::TaskManager::new(models::SERVICE);
@@ -100,7 +92,6 @@ pub async fn build(cfg: KeystoneConfig, actionlog: Option<ActionLog>) -> Result<
         b = b.resource(r);
     }
     let state = b.build();
-    let _ = ks.state.set(state.clone());
     let ext: Arc<dyn std::any::Any + Send + Sync> = ks.clone();
     let _ = state.extension.set(ext);
     tm.resume_all(&state).await?;

@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use apis::Error;
@@ -57,13 +58,16 @@ pub struct Validated {
 pub struct TokenStore {
     db: Db,
     cache: RwLock<HashMap<String, Arc<Validated>>>,
+    /// Bumped whenever identity data that tokens depend on changes (cache dropped, tokens
+    /// revoked): a token prepared before a bump is rebuilt before it is stored.
+    generation: AtomicU64,
 }
 
 const CACHE_MAX: usize = 100_000;
 
 impl TokenStore {
     pub fn new(db: Db) -> TokenStore {
-        TokenStore { db, cache: RwLock::new(HashMap::new()) }
+        TokenStore { db, cache: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
     }
 
     fn cached(&self, hash: &str) -> Option<Arc<Validated>> {
@@ -85,6 +89,7 @@ impl TokenStore {
 
     /// Drops every cached validation, so that the next one sees current roles.
     pub fn forget_cached(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -98,6 +103,20 @@ impl TokenStore {
         source: &str,
         ip: &str,
     ) -> Result<(String, Arc<Validated>), Error> {
+        let prepared = self.prepare(ks, user_id, scope, methods).await?;
+        self.store(ks, prepared, source, ip).await
+    }
+
+    /// Builds a token for `user_id` with `scope` (its id, row and validation) without storing
+    /// it: it is not valid until [`TokenStore::store`]. Lets a password login build the token
+    /// while bcrypt runs.
+    pub async fn prepare(
+        &self,
+        ks: &Keystone,
+        user_id: &str,
+        scope: TokenScope,
+        methods: &[&str],
+    ) -> Result<PreparedToken, Error> {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
@@ -111,7 +130,7 @@ impl TokenStore {
             TokenScope::Unscoped => (None, None, false),
         };
         let row = TokenRow {
-            hash: hash.clone(),
+            hash,
             user_id: user_id.to_string(),
             project_id: project,
             domain_id: domain,
@@ -125,28 +144,45 @@ impl TokenStore {
             issued_at: fmt_time(issued),
             expires_at: fmt_time(expires),
         };
+        let generation = self.generation.load(Ordering::SeqCst);
         let validated = Arc::new(build(ks, &row).await?);
+        Ok(PreparedToken { token, row, validated, generation })
+    }
+
+    /// Stores a prepared token and caches its validation: from now on it is valid. When
+    /// roles, users or tokens changed since it was prepared, its validation is built again.
+    pub async fn store(
+        &self,
+        ks: &Keystone,
+        prepared: PreparedToken,
+        source: &str,
+        ip: &str,
+    ) -> Result<(String, Arc<Validated>), Error> {
+        let PreparedToken { token, row, mut validated, generation } = prepared;
+        if self.generation.load(Ordering::SeqCst) != generation {
+            validated = Arc::new(build(ks, &row).await?);
+        }
         self.db
             .raw_exec(
                 "INSERT INTO tokens_tbl (token_hash, user_id, project_id, domain_id, system_scoped, methods, audit_id, \
                  issued_at, expires_at, valid, source, ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     row.hash.clone().into(),
-                    row.user_id.clone().into(),
-                    row.project_id.clone().into(),
-                    row.domain_id.clone().into(),
+                    row.user_id.into(),
+                    row.project_id.into(),
+                    row.domain_id.into(),
                     row.system.into(),
-                    row.methods.clone().into(),
-                    row.audit_id.clone().into(),
-                    row.issued_at.clone().into(),
-                    row.expires_at.clone().into(),
+                    row.methods.into(),
+                    row.audit_id.into(),
+                    row.issued_at.into(),
+                    row.expires_at.into(),
                     true.into(),
                     source.into(),
                     ip.into(),
                 ],
             )
             .await?;
-        self.remember(hash, validated.clone());
+        self.remember(row.hash, validated.clone());
         Ok((token, validated))
     }
 
@@ -188,6 +224,7 @@ impl TokenStore {
     }
 
     async fn revoke_where(&self, cond: &str, values: Vec<sea_orm::Value>) -> Result<(), Error> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let rows = self
             .db
             .raw_query(&format!("SELECT token_hash FROM tokens_tbl WHERE valid = ? AND {cond}"), {
@@ -254,6 +291,14 @@ impl Keystone {
     pub fn forget_cached(&self) {
         self.tokens.forget_cached()
     }
+}
+
+/// A token built by [`TokenStore::prepare`], not yet stored.
+pub struct PreparedToken {
+    token: String,
+    row: TokenRow,
+    validated: Arc<Validated>,
+    generation: u64,
 }
 
 struct TokenRow {
@@ -477,6 +522,11 @@ fn client_ip(headers: &HeaderMap) -> String {
 }
 
 /// `POST /v3/auth/tokens`: password or token authentication, with an optional scope.
+///
+/// For a password, bcrypt (tens of milliseconds) runs in the background while the scope is
+/// resolved and the token built, so a login costs little more than bcrypt. Neither result,
+/// nor any error of theirs, is used before the password is known to be right: a wrong
+/// password answers exactly as if nothing else had been looked at.
 async fn issue_handler(
     State(state): State<Arc<ServiceState>>,
     headers: HeaderMap,
@@ -495,17 +545,20 @@ async fn issue_handler(
         .collect();
     let source = str_at(auth, &["context", "source"]).unwrap_or("api").to_string();
     let ip = str_at(auth, &["context", "ip"]).map(str::to_string).unwrap_or_else(|| client_ip(&headers));
-    let (user, method) = if methods.contains(&"password") {
-        (
-            password_auth(
-                &ks,
-                &state,
-                identity.get("password").ok_or_else(|| Error::missing("auth.identity.password"))?,
-                &ip,
-            )
-            .await?,
-            "password",
-        )
+    // The scope, then the token. The outer error (a bad scope) is returned as is; the inner
+    // one (the token cannot be built: disabled, no role) is a failed login.
+    let prepare = |user_id: String, method: &'static str| {
+        let ks = ks.clone();
+        async move {
+            let scope = requested_scope(&ks.db, auth).await?;
+            Ok::<_, Error>(ks.tokens.prepare(&ks, &user_id, scope, &[method]).await)
+        }
+    };
+    let (user, prepared) = if methods.contains(&"password") {
+        let pw = identity.get("password").ok_or_else(|| Error::missing("auth.identity.password"))?;
+        let check = password_begin(&ks, &state, pw, &ip).await?;
+        let prepared = prepare(row_str(&check.user, "id").to_string(), "password").await;
+        (password_finish(&ks, &state, check, &ip).await?, prepared)
     } else if methods.contains(&"token") {
         let id = str_at(identity, &["token", "id"]).ok_or_else(|| Error::missing("auth.identity.token.id"))?;
         let v = ks
@@ -513,35 +566,17 @@ async fn issue_handler(
             .validate(&ks, id)
             .await
             .map_err(|_| Error::Unauthorized("the token is invalid, expired or revoked".into()))?;
-        (get_row(&ks.db, &users::spec(), &v.cred.user_id).await?, "token")
+        let user = get_row(&ks.db, &users::spec(), &v.cred.user_id).await?;
+        let prepared = prepare(row_str(&user, "id").to_string(), "token").await;
+        (user, prepared)
     } else {
         return Err(Error::invalid("auth.identity.methods", "supported methods are password and token"));
     };
-    let user_id = row_str(&user, "id").to_string();
-    let scope = match auth.get("scope") {
-        None | Some(Value::Null) => TokenScope::Unscoped,
-        Some(s) if s.is_string() && s.as_str() == Some("unscoped") => TokenScope::Unscoped,
-        Some(s) => {
-            if let Some(p) = s.get("project") {
-                let project = find_in_domain(&ks.db, &projects::spec(), p)
-                    .await?
-                    .ok_or_else(|| Error::Unauthorized("no such project".into()))?;
-                TokenScope::Project(row_str(&project, "id").to_string())
-            } else if let Some(d) = s.get("domain") {
-                let key = str_at(d, &["id"])
-                    .or_else(|| str_at(d, &["name"]))
-                    .ok_or_else(|| Error::missing("scope.domain.id"))?;
-                let domain =
-                    find_domain(&ks.db, key).await?.ok_or_else(|| Error::Unauthorized("no such domain".into()))?;
-                TokenScope::Domain(row_str(&domain, "id").to_string())
-            } else if s.get("system").is_some() {
-                TokenScope::System
-            } else {
-                return Err(Error::invalid("auth.scope", "must name a project, a domain or the system"));
-            }
-        }
+    let stored = match prepared? {
+        Ok(p) => ks.tokens.store(&ks, p, &source, &ip).await,
+        Err(e) => Err(e),
     };
-    let (token, v) = match ks.tokens.issue(&ks, &user_id, scope, &[method], &source, &ip).await {
+    let (token, v) = match stored {
         Ok(t) => t,
         Err(Error::Unauthorized(m)) => {
             log_login(&state, &user, false, &m, &ip).await;
@@ -549,13 +584,43 @@ async fn issue_handler(
         }
         Err(e) => return Err(e),
     };
-    log_login(&state, &user, true, "", &ip).await;
+    // The token is stored: the caller need not wait for the login record too.
+    tokio::spawn({
+        let (state, ip) = (state.clone(), ip.clone());
+        async move { log_login(&state, &user, true, "", &ip).await }
+    });
     let mut resp = Response::new(Body::from(v.body.clone()));
     *resp.status_mut() = StatusCode::CREATED;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut()
         .insert("x-subject-token", HeaderValue::from_str(&token).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(resp)
+}
+
+/// The scope `auth.scope` asks for: a project, a domain, the system, or none.
+async fn requested_scope(db: &Db, auth: &Value) -> Result<TokenScope, Error> {
+    Ok(match auth.get("scope") {
+        None | Some(Value::Null) => TokenScope::Unscoped,
+        Some(s) if s.is_string() && s.as_str() == Some("unscoped") => TokenScope::Unscoped,
+        Some(s) => {
+            if let Some(p) = s.get("project") {
+                let project = find_in_domain(db, &projects::spec(), p)
+                    .await?
+                    .ok_or_else(|| Error::Unauthorized("no such project".into()))?;
+                TokenScope::Project(row_str(&project, "id").to_string())
+            } else if let Some(d) = s.get("domain") {
+                let key = str_at(d, &["id"])
+                    .or_else(|| str_at(d, &["name"]))
+                    .ok_or_else(|| Error::missing("scope.domain.id"))?;
+                let domain = find_domain(db, key).await?.ok_or_else(|| Error::Unauthorized("no such domain".into()))?;
+                TokenScope::Domain(row_str(&domain, "id").to_string())
+            } else if s.get("system").is_some() {
+                TokenScope::System
+            } else {
+                return Err(Error::invalid("auth.scope", "must name a project, a domain or the system"));
+            }
+        }
+    })
 }
 
 async fn log_login(state: &Arc<ServiceState>, user: &Row, success: bool, reason: &str, ip: &str) {
@@ -571,15 +636,27 @@ async fn log_login(state: &Arc<ServiceState>, user: &Row, success: bool, reason:
     state.actionlog.record(&ctx, &users::spec(), user, "login", success, notes).await;
 }
 
-/// Checks a password login, counting failures and locking the account after too many.
-async fn password_auth(ks: &Keystone, state: &Arc<ServiceState>, pw: &Value, ip: &str) -> Result<Row, Error> {
+/// A password login under way: its user, and bcrypt running in the background (`None` when
+/// the user has no password).
+struct PasswordCheck {
+    user: Row,
+    verified: Option<tokio::task::JoinHandle<bool>>,
+}
+
+/// Starts a password login: finds the user, refuses a locked account, and starts checking
+/// the password. [`password_finish`] gives the outcome.
+async fn password_begin(
+    ks: &Keystone,
+    state: &Arc<ServiceState>,
+    pw: &Value,
+    ip: &str,
+) -> Result<PasswordCheck, Error> {
     let invalid = || Error::InvalidCredential("invalid user or password".into());
     let u = pw.get("user").ok_or_else(|| Error::missing("auth.identity.password.user"))?;
     let password = str_at(u, &["password"]).ok_or_else(|| Error::missing("auth.identity.password.user.password"))?;
     let Some(user) = find_in_domain(&ks.db, &users::spec(), u).await? else {
         return Err(invalid());
     };
-    let user_id = row_str(&user, "id").to_string();
     if let Some(until) = user.get("locked_until").and_then(Value::as_str).and_then(parse_time)
         && until > chrono::Utc::now()
     {
@@ -589,8 +666,25 @@ async fn password_auth(ks: &Keystone, state: &Arc<ServiceState>, pw: &Value, ip:
             row_str(&user, "name")
         )));
     }
-    let ok = match passwords::current(&ks.db, &user_id).await? {
-        Some(h) => passwords::verify(password, &h).await,
+    let verified = passwords::current(&ks.db, row_str(&user, "id")).await?.map(|hash| {
+        let password = password.to_string();
+        tokio::spawn(async move { passwords::verify(&password, &hash).await })
+    });
+    Ok(PasswordCheck { user, verified })
+}
+
+/// Ends a password login: a wrong password counts a failure (locking the account after too
+/// many), a disabled user is refused, a success clears the failure count.
+async fn password_finish(
+    ks: &Keystone,
+    state: &Arc<ServiceState>,
+    check: PasswordCheck,
+    ip: &str,
+) -> Result<Row, Error> {
+    let PasswordCheck { user, verified } = check;
+    let user_id = row_str(&user, "id").to_string();
+    let ok = match verified {
+        Some(v) => v.await.unwrap_or(false),
         None => false,
     };
     if !ok {
@@ -604,7 +698,7 @@ async fn password_auth(ks: &Keystone, state: &Arc<ServiceState>, pw: &Value, ip:
         }
         store::update(&ks.db, &users::spec(), &user_id, &patch).await?;
         log_login(state, &user, false, "wrong password", ip).await;
-        return Err(invalid());
+        return Err(Error::InvalidCredential("invalid user or password".into()));
     }
     if !row_bool(&user, "enabled") {
         log_login(state, &user, false, "user disabled", ip).await;

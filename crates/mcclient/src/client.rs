@@ -229,6 +229,47 @@ impl Client {
     }
 }
 
+/// A request whose body streams (an image upload) or whose answer streams (a download).
+pub(crate) struct RawRequest<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub token: &'a str,
+    pub query: &'a [(String, String)],
+    pub headers: &'a [(String, String)],
+    pub body: Option<reqwest::Body>,
+    /// Replaces the client's timeout for this request (transfers take longer).
+    pub timeout: Duration,
+}
+
+impl Client {
+    /// Sends a raw request; a non-2xx answer becomes [`Error::Http`], a 2xx one is returned
+    /// unread so its body can stream.
+    pub(crate) async fn send_raw(&self, req: RawRequest<'_>) -> Result<reqwest::Response> {
+        let mut url = Url::parse(req.url).map_err(|_| Error::InvalidUrl(req.url.to_string()))?;
+        if !req.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        if self.debug() {
+            eprintln!("DEBUG {} {} (streamed)", req.method, redact_url(&url));
+        }
+        let mut builder = self.inner.http.request(req.method.to_reqwest(), url).timeout(req.timeout);
+        builder = builder.header("X-Auth-Token", req.token);
+        for (k, v) in req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(b) = req.body {
+            builder = builder.body(b);
+        }
+        let resp = builder.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await?;
+            return Err(Error::from_response(status.as_u16(), &bytes));
+        }
+        Ok(resp)
+    }
+}
+
 fn parse_body(bytes: &[u8]) -> Value {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;

@@ -29,6 +29,10 @@ pub enum Error {
     /// A URL (auth URL or catalog endpoint) cannot be parsed.
     #[error("invalid URL {0:?}")]
     InvalidUrl(String),
+
+    /// A local file of an upload or download.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

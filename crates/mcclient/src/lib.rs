@@ -21,6 +21,7 @@
 mod auth;
 mod client;
 mod error;
+pub mod image;
 mod manager;
 pub mod modules;
 mod session;

@@ -182,6 +182,30 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Sends `method` to `path` of `service_type` with extra headers and an optional
+    /// streaming body, and returns the answer unread (for uploads and downloads).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_raw(
+        &self,
+        service_type: &str,
+        version: Option<&str>,
+        method: crate::Method,
+        path: &str,
+        query: &[(String, String)],
+        headers: &[(String, String)],
+        body: Option<reqwest::Body>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        let base = self.service_url(service_type)?;
+        let url = join_url(&base, version, path);
+        let token = self.fresh_token().await?;
+        self.client()
+            .send_raw(crate::client::RawRequest { method, url: &url, token: token.id(), query, headers, body, timeout })
+            .await
+    }
+}
+
 /// `base` + `/version` (unless already there) + `/path`.
 pub(crate) fn join_url(base: &str, version: Option<&str>, path: &str) -> String {
     let mut url = base.trim_end_matches('/').to_string();

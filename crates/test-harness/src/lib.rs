@@ -59,6 +59,12 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 impl TestCloud {
     /// Starts a fresh cloud.
     pub async fn start() -> Result<TestCloud> {
+        TestCloud::start_with(&[]).await
+    }
+
+    /// Starts a fresh cloud with service config overrides, e.g. `glance.quota_images=2`
+    /// (`cloudpods aio --set`).
+    pub async fn start_with(sets: &[&str]) -> Result<TestCloud> {
         let id = unique();
         let dir = std::env::temp_dir().join(format!("cloudpods-test-{id}"));
         std::fs::create_dir_all(&dir)?;
@@ -77,6 +83,7 @@ impl TestCloud {
             public_host: "127.0.0.1".into(),
             port_offset: 0,
             region: "region0".into(),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
         };
         let running = cloudpods::aio::start(&args, true).await?;
         Ok(TestCloud {
@@ -105,6 +112,16 @@ impl TestCloud {
 
     pub fn url(&self, service: &str) -> String {
         self.urls.get(service).cloned().unwrap_or_default()
+    }
+
+    /// glance's API base, with its `/v1` prefix.
+    pub fn glance_url(&self) -> String {
+        format!("{}/v1", self.url("glance"))
+    }
+
+    /// The in-process state of a service (`keystone` excluded), to reach its task engine.
+    pub fn state(&self, service: &str) -> Option<std::sync::Arc<cloudcommon::service::ServiceState>> {
+        self.running.as_ref().and_then(|r| r.states.get(service).cloned())
     }
 
     /// A password login; returns the token. `project` None means unscoped.

@@ -5,11 +5,12 @@
 //! in [`all`]. See `docs/adding-a-resource.md` in the climc crate.
 
 pub mod identity;
+pub mod image;
 pub mod services;
 
 use crate::spec::ResourceSpec;
 
 /// Every resource, in help order.
 pub fn all() -> Vec<&'static ResourceSpec> {
-    [identity::RESOURCES, services::RESOURCES].into_iter().flatten().collect()
+    [identity::RESOURCES, image::RESOURCES, services::RESOURCES].into_iter().flatten().collect()
 }

@@ -216,3 +216,73 @@ async fn action_and_event_logs() -> anyhow::Result<()> {
     assert!(r.stdout.ends_with("total: 0\n"), "{}", r.stdout);
     tc.stop().await
 }
+
+#[tokio::test]
+async fn image_commands_against_glance() -> anyhow::Result<()> {
+    let tc = TestCloud::start().await?;
+    let admin = tc.os_env("sysadmin", &tc.admin_password, "system");
+    let dir = std::env::temp_dir().join(format!("climc-image-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let raw = dir.join("disk.raw");
+    let mut data = vec![0u8; 4 << 20];
+    for (i, b) in data.iter_mut().enumerate().take(1 << 20) {
+        *b = (i % 253) as u8;
+    }
+    std::fs::write(&raw, &data)?;
+    let qcow = dir.join("disk.qcow2");
+    let st = std::process::Command::new("qemu-img").args(["convert", "-O", "qcow2"]).arg(&raw).arg(&qcow).status()?;
+    assert!(st.success());
+    let (raw_s, qcow_s) = (raw.to_string_lossy().to_string(), qcow.to_string_lossy().to_string());
+
+    let r = climc(&admin, &["image-upload", "--format", "qcow2", "--os-type", "Linux", &qcow_s, "myimage"]).await.ok();
+    assert!(r.stderr.contains("uploaded ") && r.stderr.contains("MiB/s)"), "{}", r.stderr);
+    assert!(r.stdout.contains("myimage"), "{}", r.stdout);
+    climc(&admin, &["image-upload", &raw_s, "rawimage"]).await.ok();
+    for name in ["myimage", "rawimage"] {
+        wait_for(Duration::from_secs(60), || async {
+            let r = climc(&admin, &["image-show", name, "--output-format", "json"]).await;
+            r.code == 0 && r.json()["status"] == "active"
+        })
+        .await?;
+    }
+    let shown = climc(&admin, &["image-show", "myimage", "--output-format", "json"]).await.ok().json();
+    assert_eq!((shown["disk_format"].as_str(), shown["min_disk"].as_u64()), (Some("qcow2"), Some(4)));
+    assert_eq!(shown["properties"]["os_type"], "Linux");
+    let list = climc(&admin, &["image-list", "--output-format", "json"]).await.ok().json();
+    assert_eq!(list["total"], 2, "{list}");
+    let list = climc(&admin, &["image-list", "--disk-format", "raw", "--output-format", "json"]).await.ok().json();
+    assert_eq!(names(&list), ["rawimage"]);
+
+    // Download the conversion of the raw image and check it with qemu-img.
+    let out = dir.join("out.qcow2");
+    let out_s = out.to_string_lossy().to_string();
+    let r = climc(&admin, &["image-download", "rawimage", "-o", &out_s, "--format", "qcow2"]).await.ok();
+    assert!(r.stderr.contains("downloaded ") && r.stderr.contains("md5 checked"), "{}", r.stderr);
+    let st = std::process::Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "qcow2"])
+        .arg(&raw)
+        .arg(&out)
+        .status()?;
+    assert!(st.success(), "the downloaded qcow2 holds the raw disk");
+    let r = climc(&admin, &["image-download", "rawimage", "-o", &out_s, "--format", "vmdk"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("ResourceNotFoundError"), "{}", r.stderr);
+
+    climc(&admin, &["image-update", "myimage", "--property", "os_version=12", "--min-ram", "512"]).await.ok();
+    climc(&admin, &["image-probe", "myimage"]).await.ok();
+    wait_for(Duration::from_secs(60), || async {
+        climc(&admin, &["image-show", "myimage", "--output-format", "json"]).await.json()["status"] == "active"
+    })
+    .await?;
+    let r = climc(&admin, &["image-delete", "myimage"]).await;
+    assert!(r.code == 1 && r.stderr.contains("protected"), "{}", r.stderr);
+    climc(&admin, &["image-update", "myimage", "--unprotected"]).await.ok();
+    climc(&admin, &["image-delete", "myimage"]).await.ok();
+    let list = climc(&admin, &["image-list", "--pending-delete", "true", "--output-format", "json"]).await.ok().json();
+    assert_eq!(names(&list), ["myimage"]);
+    climc(&admin, &["image-cancel-delete", "myimage"]).await.ok();
+    let list = climc(&admin, &["image-list", "--output-format", "json"]).await.ok().json();
+    assert_eq!(list["total"], 2);
+    let _ = std::fs::remove_dir_all(&dir);
+    tc.stop().await
+}
