@@ -115,10 +115,11 @@ pub async fn fetch_authorized(
     };
     if ok || r.visible_outside_scope(&ctx.cred, &row, action) {
         Ok(row)
-    } else if authorize(r, &ctx.cred, "get", None).is_ok_and(|s| store::row_in_scope(spec, &ctx.cred, s, &row))
+    } else if authorize(r, &ctx.cred, "get", None)
+        .is_ok_and(|s| store::row_in_scope(spec, &ctx.cred, s, &row) || store::row_shared(spec, &ctx.cred, &row))
         || r.visible_outside_scope(&ctx.cred, &row, "get")
     {
-        // The caller may see the row, so hiding it behind a 404 would only confuse.
+        // The caller may see the row (its own, or shared with it), so a 404 would only confuse.
         Err(Error::Forbidden(format!("{} may not {action} {} {}", ctx.cred.user, spec.keyword, row_str(&row, "name"))))
     } else {
         Err(Error::not_found(spec.keyword, id))

@@ -44,11 +44,10 @@ async fn ownership_sharing_protection_and_quotas() -> Result<()> {
     let (bytes, resp) = download(&tc, &bob, &public, "format=qcow2").await?;
     assert_eq!(resp.status, StatusCode::OK);
     assert!(!bytes.is_empty());
-    // Shared is read-only: the framework answers writes to rows outside the caller's own
-    // scope with 404, shared or not.
+    // Shared is read-only: bob sees the image, so writing it is forbidden (not "not found").
     let r =
         call(&tc, Method::PUT, &format!("/images/{public}"), &bob, Some(json!({"image": {"name": "mine"}}))).await?;
-    assert_error(&r, 404, "ResourceNotFoundError");
+    assert_error(&r, 403, "ForbiddenError");
     ok(&tc, Method::POST, &format!("/images/{public}/private"), &admin, None).await?;
     let l = ok(&tc, Method::GET, "/images", &bob, None).await?;
     assert_eq!(l["total"], 0, "{l}");
