@@ -156,6 +156,16 @@ async fn auth_layer(State(state): State<Arc<ServiceState>>, mut req: Request, ne
     }
 }
 
+/// A short request id: a per-process random base plus a counter (no syscall per request).
+fn next_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| rand::random::<u64>() & 0xffff_ffff_0000_0000);
+    format!("{:012x}", (base | NEXT.fetch_add(1, Ordering::Relaxed)) & 0xffff_ffff_ffff)
+}
+
 /// The id of the current request, as an extension.
 #[derive(Clone)]
 pub struct RequestId(pub String);
@@ -168,7 +178,7 @@ async fn request_layer(State(state): State<Arc<ServiceState>>, mut req: Request,
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64 && !v.is_empty())
         .map(str::to_string)
-        .unwrap_or_else(|| crate::db::new_id()[..8].to_string());
+        .unwrap_or_else(next_request_id);
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "other".into());
     let method = req.method().clone();
     req.extensions_mut().insert(RequestId(rid.clone()));
