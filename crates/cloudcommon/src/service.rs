@@ -131,6 +131,17 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.name))
 }
 
+/// The client address a proxy reported in `X-Forwarded-For`, or empty.
+pub fn client_ip(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// Extracts the caller's token from `X-Auth-Token` or `Authorization: Bearer`.
 pub fn request_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(t) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {

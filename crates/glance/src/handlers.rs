@@ -51,14 +51,7 @@ pub fn routes() -> Router<Arc<ServiceState>> {
 }
 
 fn ctx(state: &Arc<ServiceState>, cred: Arc<UserCred>, headers: &HeaderMap, rid: &RequestId) -> Ctx {
-    let client_ip = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    Ctx { svc: state.clone(), cred, request_id: rid.0.clone(), client_ip }
+    Ctx::of_request(state, cred, headers, rid)
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -29,7 +29,7 @@ use cloudcommon::db::{Db, fmt_time, now, parse_time};
 use cloudcommon::policy::PolicySet;
 use cloudcommon::resource::dispatch::{authorize, json_body, query_pairs};
 use cloudcommon::resource::{Ctx, Row, row_bool, row_str, store};
-use cloudcommon::service::ServiceState;
+use cloudcommon::service::{ServiceState, client_ip};
 use rand::RngCore;
 use sea_orm::sea_query::ExprTrait;
 use serde_json::{Value, json};
@@ -509,16 +509,6 @@ async fn find_domain(db: &Db, key: &str) -> Result<Option<Row>, Error> {
         Err(Error::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-fn client_ip(headers: &HeaderMap) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// `POST /v3/auth/tokens`: password or token authentication, with an optional scope.

@@ -67,14 +67,7 @@ pub fn unwrap_keyword(mut body: Row, keyword: &str) -> Result<Row, Error> {
 }
 
 fn ctx(state: &Arc<ServiceState>, cred: Arc<UserCred>, headers: &HeaderMap, rid: &RequestId) -> Ctx {
-    let client_ip = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    Ctx { svc: state.clone(), cred, request_id: rid.0.clone(), client_ip }
+    Ctx::of_request(state, cred, headers, rid)
 }
 
 /// The highest scope in which the caller may do `action` on `r`, or Forbidden.

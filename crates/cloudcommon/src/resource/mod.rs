@@ -42,6 +42,16 @@ impl Ctx {
         &self.svc.db
     }
 
+    /// The context of an HTTP request: who calls, which request, from where.
+    pub fn of_request(
+        svc: &Arc<ServiceState>,
+        cred: Arc<UserCred>,
+        headers: &axum::http::HeaderMap,
+        rid: &crate::service::RequestId,
+    ) -> Ctx {
+        Ctx { svc: svc.clone(), cred, request_id: rid.0.clone(), client_ip: crate::service::client_ip(headers) }
+    }
+
     /// A context acting as the service itself (background work, bootstrap).
     pub fn internal(svc: Arc<ServiceState>, cred: Arc<UserCred>) -> Ctx {
         Ctx { svc, cred, request_id: crate::db::new_id(), client_ip: String::new() }
