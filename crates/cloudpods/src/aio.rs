@@ -7,7 +7,8 @@
 //!          └─ <service>.db  (SQLite, unless --database-url)
 //! bind all listeners -> keystone (migrate, bootstrap: admin, catalog, service accounts)
 //!   -> logger (validates tokens through keystone over HTTP) -> glance (images under
-//!   data dir/images) -> openrc -> serve until signal
+//!   data dir/images) -> region (compute; default region/zone/vpc/wire/network)
+//!   -> openrc -> serve until signal
 //! ```
 //! Services still talk to each other only over HTTP through the catalog, as they would on
 //! separate machines.
@@ -66,7 +67,7 @@ struct Component {
     account: &'static str,
 }
 
-const COMPONENTS: [Component; 3] = [
+const COMPONENTS: [Component; 4] = [
     Component {
         name: "keystone",
         service_type: "identity",
@@ -81,6 +82,13 @@ const COMPONENTS: [Component; 3] = [
         port: glance::DEFAULT_PORT,
         prefix: glance::PREFIX,
         account: "glance",
+    },
+    Component {
+        name: "region",
+        service_type: region::SERVICE_TYPE,
+        port: region::DEFAULT_PORT,
+        prefix: "",
+        account: "regionadmin",
     },
 ];
 
@@ -273,6 +281,13 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
                 public_url: format!("{}{}", urls[c.name], c.prefix),
                 internal_url: format!("{}{}", urls[c.name], c.prefix),
             })
+            // Older Cloudpods clients look the region up as `compute`.
+            .chain(std::iter::once(CatalogEntry {
+                service_type: "compute".into(),
+                name: "region2".into(),
+                public_url: urls["region"].clone(),
+                internal_url: urls["region"].clone(),
+            }))
             .collect(),
         service_accounts: COMPONENTS
             .iter()
@@ -317,9 +332,29 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     let gl = glance::build(gl_cfg, verifier, gl_actionlog).await.context("glance")?;
     states.insert("glance", gl.state.clone());
     let l = listeners.next().context("listener")?;
+    let gl_rx = rx.clone();
     tasks.spawn(async move {
-        let r = cloudcommon::service::serve_listener("glance", l, gl.app, shutdown_future(&rx)).await;
+        let r = cloudcommon::service::serve_listener("glance", l, gl.app, shutdown_future(&gl_rx)).await;
         gl_poller.abort();
+        r
+    });
+
+    // region: the compute control plane (default region, zone, vpc, wire and network).
+    let rg_comp = &COMPONENTS[3];
+    let rg_cfg =
+        region::RegionConfig { common: common(rg_comp), public_url: urls["region"].clone(), ..Default::default() };
+    let rg_cfg = with_sets(rg_cfg, "region", &args.sets)?;
+    let c = &rg_cfg.common;
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let rg_poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let rg_actionlog = ActionLog::with_sink("region", Arc::new(HttpActionSink(session)));
+    let rg = region::build(rg_cfg, verifier, rg_actionlog).await.context("region")?;
+    states.insert("region", rg.state.clone());
+    let l = listeners.next().context("listener")?;
+    tasks.spawn(async move {
+        let r = cloudcommon::service::serve_listener("region", l, rg.app, shutdown_future(&rx)).await;
+        rg_poller.abort();
         r
     });
 

@@ -33,6 +33,8 @@ enum Cmd {
     Logger(ServiceArgs),
     /// The image service: upload, probe, convert, store and serve disk images.
     Glance(ServiceArgs),
+    /// The compute control plane: zones, wires, networks, hosts, storages, servers.
+    Region(ServiceArgs),
 }
 
 #[derive(Args, Clone)]
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Keystone(a) => run_keystone(a).await,
             Cmd::Logger(a) => run_logger(a).await,
             Cmd::Glance(a) => run_glance(a).await,
+            Cmd::Region(a) => run_region(a).await,
         }
     })
 }
@@ -146,5 +149,25 @@ async fn run_glance(a: ServiceArgs) -> anyhow::Result<()> {
     let addr = c.listen_addr()?;
     let built = glance::build(cfg, verifier as Arc<_>, actionlog).await?;
     cloudcommon::service::serve("glance", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_region(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: region::RegionConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = region::DEFAULT_PORT;
+    }
+    let c = &cfg.common;
+    anyhow::ensure!(
+        !c.admin_user.is_empty(),
+        "admin_user and admin_password must be configured (the region's service account)"
+    );
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let actionlog = ActionLog::with_sink("region", Arc::new(HttpActionSink(session)));
+    let addr = c.listen_addr()?;
+    let built = region::build(cfg, verifier as Arc<_>, actionlog).await?;
+    cloudcommon::service::serve("region", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }

@@ -119,6 +119,11 @@ impl TestCloud {
         format!("{}/v1", self.url("glance"))
     }
 
+    /// The region's API base (no prefix).
+    pub fn region_url(&self) -> String {
+        self.url("region")
+    }
+
     /// The in-process state of a service (`keystone` excluded), to reach its task engine.
     pub fn state(&self, service: &str) -> Option<std::sync::Arc<cloudcommon::service::ServiceState>> {
         self.running.as_ref().and_then(|r| r.states.get(service).cloned())

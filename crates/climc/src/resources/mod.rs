@@ -4,6 +4,7 @@
 //! in that module's `RESOURCES`; for a new service, add a module and list its `RESOURCES`
 //! in [`all`]. See `docs/adding-a-resource.md` in the climc crate.
 
+pub mod compute;
 pub mod identity;
 pub mod image;
 pub mod services;
@@ -12,5 +13,5 @@ use crate::spec::ResourceSpec;
 
 /// Every resource, in help order.
 pub fn all() -> Vec<&'static ResourceSpec> {
-    [identity::RESOURCES, image::RESOURCES, services::RESOURCES].into_iter().flatten().collect()
+    [identity::RESOURCES, image::RESOURCES, compute::RESOURCES, services::RESOURCES].into_iter().flatten().collect()
 }

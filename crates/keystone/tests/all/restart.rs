@@ -52,7 +52,8 @@ async fn data_and_tokens_survive_a_restart() -> Result<()> {
     let roles = get(&tc, "/roles?filter=name.equals(admin)", &admin).await?;
     assert_eq!(roles["total"], 1);
     let eps = get(&tc, "/endpoints", &admin).await?;
-    // keystone, logger and glance, each public, internal and admin.
-    assert_eq!(eps["total"], 9, "{eps}");
+    // keystone, logger, glance, region (compute_v2) and its `compute` alias, each public,
+    // internal and admin.
+    assert_eq!(eps["total"], 15, "{eps}");
     tc.stop().await
 }
