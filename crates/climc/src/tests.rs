@@ -352,6 +352,27 @@ fn other_services() {
     let p = plan_of(&["action-list", "--obj-type", "server", "--success", "true", "--limit", "5"]);
     assert_eq!(lines(&p), ["GET actions?limit=5&obj_type=server&success=true"]);
     assert_eq!((p.calls[0].service, p.calls[0].version), ("log", None));
+    let p = plan_of(&[
+        "scheduler-forecast",
+        "--ncpu",
+        "2",
+        "--mem-spec",
+        "2g",
+        "--disk",
+        "10g",
+        "--net",
+        "net0",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(lines(&p), ["POST scheduler/forecast"]);
+    assert_eq!(p.calls[0].service, "scheduler");
+    assert_eq!(
+        p.calls[0].body,
+        Some(
+            serde_json::json!({"scheduler": {"vcpu_count": 2, "vmem_size": "2g", "disks": ["10g"], "nets": ["net0"], "count": 3}})
+        )
+    );
     let p = plan_of(&["region-task-list"]);
     assert_eq!((lines(&p)[0].as_str(), p.calls[0].service), ("GET tasks", "compute_v2"));
     let p = plan_of(&["image-task-show", "t1"]);

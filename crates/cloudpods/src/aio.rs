@@ -8,6 +8,7 @@
 //! bind all listeners -> keystone (migrate, bootstrap: admin, catalog, service accounts)
 //!   -> logger (validates tokens through keystone over HTTP) -> glance (images under
 //!   data dir/images) -> region (compute; default region/zone/vpc/wire/network)
+//!   -> scheduler (host capacity, read from the region over HTTP)
 //!   -> openrc -> serve until signal
 //! ```
 //! Services still talk to each other only over HTTP through the catalog, as they would on
@@ -67,7 +68,7 @@ struct Component {
     account: &'static str,
 }
 
-const COMPONENTS: [Component; 4] = [
+const COMPONENTS: [Component; 5] = [
     Component {
         name: "keystone",
         service_type: "identity",
@@ -89,6 +90,13 @@ const COMPONENTS: [Component; 4] = [
         port: region::DEFAULT_PORT,
         prefix: "",
         account: "regionadmin",
+    },
+    Component {
+        name: "scheduler",
+        service_type: scheduler::SERVICE_TYPE,
+        port: scheduler::DEFAULT_PORT,
+        prefix: "",
+        account: "scheduleradmin",
     },
 ];
 
@@ -352,9 +360,31 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     let rg = region::build(rg_cfg, verifier, rg_actionlog).await.context("region")?;
     states.insert("region", rg.state.clone());
     let l = listeners.next().context("listener")?;
+    let rg_rx = rx.clone();
     tasks.spawn(async move {
-        let r = cloudcommon::service::serve_listener("region", l, rg.app, shutdown_future(&rx)).await;
+        let r = cloudcommon::service::serve_listener("region", l, rg.app, shutdown_future(&rg_rx)).await;
         rg_poller.abort();
+        r
+    });
+
+    // scheduler: host capacity in memory, read from the region through the catalog.
+    let sc_comp = &COMPONENTS[4];
+    let sc_cfg = with_sets(
+        scheduler::SchedulerConfig { common: common(sc_comp), ..Default::default() },
+        "scheduler",
+        &args.sets,
+    )?;
+    let c = &sc_cfg.common;
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let sc_poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let sc_actionlog = ActionLog::with_sink("scheduler", Arc::new(HttpActionSink(session.clone())));
+    let sc = scheduler::build(sc_cfg, verifier, sc_actionlog, Some(session)).await.context("scheduler")?;
+    states.insert("scheduler", sc.state.clone());
+    let l = listeners.next().context("listener")?;
+    tasks.spawn(async move {
+        let r = cloudcommon::service::serve_listener("scheduler", l, sc.app, shutdown_future(&rx)).await;
+        sc_poller.abort();
         r
     });
 

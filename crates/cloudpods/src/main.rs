@@ -35,6 +35,8 @@ enum Cmd {
     Glance(ServiceArgs),
     /// The compute control plane: zones, wires, networks, hosts, storages, servers.
     Region(ServiceArgs),
+    /// The scheduler: picks hosts and storages for new servers.
+    Scheduler(ServiceArgs),
 }
 
 #[derive(Args, Clone)]
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Logger(a) => run_logger(a).await,
             Cmd::Glance(a) => run_glance(a).await,
             Cmd::Region(a) => run_region(a).await,
+            Cmd::Scheduler(a) => run_scheduler(a).await,
         }
     })
 }
@@ -169,5 +172,25 @@ async fn run_region(a: ServiceArgs) -> anyhow::Result<()> {
     let addr = c.listen_addr()?;
     let built = region::build(cfg, verifier as Arc<_>, actionlog).await?;
     cloudcommon::service::serve("region", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_scheduler(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: scheduler::SchedulerConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = scheduler::DEFAULT_PORT;
+    }
+    let c = &cfg.common;
+    anyhow::ensure!(
+        !c.admin_user.is_empty(),
+        "admin_user and admin_password must be configured (the scheduler's service account)"
+    );
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let actionlog = ActionLog::with_sink("scheduler", Arc::new(HttpActionSink(session.clone())));
+    let addr = c.listen_addr()?;
+    let built = scheduler::build(cfg, verifier as Arc<_>, actionlog, Some(session)).await?;
+    cloudcommon::service::serve("scheduler", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }

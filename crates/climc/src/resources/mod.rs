@@ -7,11 +7,15 @@
 pub mod compute;
 pub mod identity;
 pub mod image;
+pub mod scheduler;
 pub mod services;
 
 use crate::spec::ResourceSpec;
 
 /// Every resource, in help order.
 pub fn all() -> Vec<&'static ResourceSpec> {
-    [identity::RESOURCES, image::RESOURCES, compute::RESOURCES, services::RESOURCES].into_iter().flatten().collect()
+    [identity::RESOURCES, image::RESOURCES, compute::RESOURCES, scheduler::RESOURCES, services::RESOURCES]
+        .into_iter()
+        .flatten()
+        .collect()
 }

@@ -1,0 +1,165 @@
+//! The host cache's source: the region, read over HTTP through the catalog (`compute_v2`).
+//!
+//! One refresh lists hosts (with details: schedtags), storages, hoststorages, netinterfaces
+//! and networks, and builds [`HostCandidate`]s plus the network -> wire map. Committed usage
+//! is zero until servers exist; then the refresh adds each host's servers and disks
+//! ([`HostCandidate::used`], `creating`).
+
+use std::collections::HashMap;
+
+use apis::Error;
+use cloudcommon::client::{ServiceSession, to_api_error};
+use mcclient::{ListParams, ResourceManager, Session};
+use serde_json::Value;
+
+use crate::core::{HostCandidate, StorageCandidate};
+
+const HOSTS: ResourceManager = ResourceManager::new("compute_v2", "host", "hosts");
+const STORAGES: ResourceManager = ResourceManager::new("compute_v2", "storage", "storages");
+const HOSTSTORAGES: ResourceManager = ResourceManager::new("compute_v2", "hoststorage", "hoststorages");
+const NETIFS: ResourceManager = ResourceManager::new("compute_v2", "netinterface", "netinterfaces");
+const NETWORKS: ResourceManager = ResourceManager::new("compute_v2", "network", "networks");
+
+/// A network as the scheduler needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub wire_id: String,
+}
+
+/// What one refresh read.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub hosts: Vec<HostCandidate>,
+    pub networks: Vec<NetworkInfo>,
+}
+
+async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error> {
+    let mut out = vec![];
+    loop {
+        let p = ListParams {
+            limit: Some(cloudcommon::resource::query::MAX_LIMIT),
+            offset: Some(out.len() as u64),
+            details: Some(true),
+            scope: Some("system".into()),
+            ..ListParams::default()
+        };
+        let r = m.list(s, &p).await.map_err(to_api_error)?;
+        let n = r.data.len();
+        out.extend(r.data);
+        if n == 0 || out.len() as u64 >= r.total {
+            return Ok(out);
+        }
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+fn i(v: &Value, k: &str) -> i64 {
+    v.get(k).and_then(|x| x.as_i64().or_else(|| x.as_f64().map(|f| f as i64))).unwrap_or(0)
+}
+fn f(v: &Value, k: &str, d: f64) -> f64 {
+    v.get(k).and_then(Value::as_f64).filter(|x| *x > 0.0).unwrap_or(d)
+}
+
+/// Reads the region's hosts, storages, NICs and networks.
+pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
+    let sess = session.session().await?;
+    let hosts = list_all(&sess, &HOSTS).await?;
+    let storages = list_all(&sess, &STORAGES).await?;
+    let links = list_all(&sess, &HOSTSTORAGES).await?;
+    let netifs = list_all(&sess, &NETIFS).await?;
+    let networks = list_all(&sess, &NETWORKS).await?;
+    Ok(build(&hosts, &storages, &links, &netifs, &networks))
+}
+
+/// Builds the snapshot from the region's list answers (pure, for tests).
+pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Value], networks: &[Value]) -> Snapshot {
+    let storages: HashMap<String, StorageCandidate> = storages
+        .iter()
+        .map(|v| {
+            let c = StorageCandidate {
+                id: s(v, "id"),
+                name: s(v, "name"),
+                storage_type: s(v, "storage_type"),
+                capacity_mb: i(v, "capacity"),
+                reserved_mb: i(v, "reserved"),
+                cmtbound: f(v, "cmtbound", 1.0),
+            };
+            (c.id.clone(), c)
+        })
+        .collect();
+    let hosts = hosts
+        .iter()
+        .map(|v| {
+            let id = s(v, "id");
+            let mut h = HostCandidate {
+                id: id.clone(),
+                name: s(v, "name"),
+                zone_id: s(v, "zone_id"),
+                host_status: s(v, "host_status"),
+                enabled: v.get("enabled").and_then(Value::as_bool).unwrap_or(false),
+                is_maintenance: v.get("is_maintenance").and_then(Value::as_bool).unwrap_or(false),
+                hypervisor: s(v, "host_type"),
+                cpu_count: i(v, "cpu_count"),
+                cpu_reserved: i(v, "cpu_reserved"),
+                cpu_cmtbound: f(v, "cpu_cmtbound", 8.0),
+                mem_size_mb: i(v, "mem_size"),
+                mem_reserved_mb: i(v, "mem_reserved"),
+                mem_cmtbound: f(v, "mem_cmtbound", 1.0),
+                ..HostCandidate::default()
+            };
+            if s(v, "resource_type") == "dedicated" {
+                h.owner_project = Some(s(v, "tenant_id")).filter(|p| !p.is_empty());
+            }
+            if let Some(Value::Array(tags)) = v.get("schedtags") {
+                for t in tags {
+                    h.schedtags.extend([s(t, "id"), s(t, "name")].into_iter().filter(|x| !x.is_empty()));
+                }
+            }
+            h.storages = links
+                .iter()
+                .filter(|l| s(l, "host_id") == id)
+                .filter_map(|l| storages.get(&s(l, "storage_id")).cloned())
+                .collect();
+            h.wires = netifs
+                .iter()
+                .filter(|n| s(n, "baremetal_id") == id && !s(n, "wire_id").is_empty())
+                .map(|n| s(n, "wire_id"))
+                .collect();
+            h
+        })
+        .collect();
+    let networks =
+        networks.iter().map(|v| NetworkInfo { id: s(v, "id"), name: s(v, "name"), wire_id: s(v, "wire_id") }).collect();
+    Snapshot { hosts, networks }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn builds_hosts_from_region_lists() {
+        let hosts = [
+            json!({"id": "h1", "name": "host1", "host_status": "online", "enabled": true, "host_type": "hypervisor",
+            "cpu_count": 8, "cpu_cmtbound": 4.0, "mem_size": 8192, "mem_cmtbound": 1.2,
+            "schedtags": [{"id": "t1", "name": "ssd"}]}),
+            json!({"id": "h2", "name": "host2", "resource_type": "dedicated", "tenant_id": "p1"}),
+        ];
+        let storages = [json!({"id": "s1", "storage_type": "local", "capacity": 1000, "cmtbound": 1.5})];
+        let links = [json!({"host_id": "h1", "storage_id": "s1"}), json!({"host_id": "h2", "storage_id": "gone"})];
+        let netifs = [json!({"baremetal_id": "h1", "wire_id": "w1"}), json!({"baremetal_id": "h2", "wire_id": ""})];
+        let nets = [json!({"id": "n1", "name": "net1", "wire_id": "w1"})];
+        let snap = super::build(&hosts, &storages, &links, &netifs, &nets);
+        let (h1, h2) = (&snap.hosts[0], &snap.hosts[1]);
+        assert_eq!((h1.cpu_cmtbound, h1.mem_cmtbound, h1.storages[0].cmtbound), (4.0, 1.2, 1.5));
+        assert!(h1.schedtags.contains("ssd") && h1.schedtags.contains("t1") && h1.wires.contains("w1"));
+        assert_eq!((h1.owner_project.as_deref(), h2.owner_project.as_deref()), (None, Some("p1")));
+        assert!(h2.storages.is_empty() && h2.wires.is_empty() && !h2.enabled);
+        assert_eq!((h2.cpu_cmtbound, h2.mem_cmtbound), (8.0, 1.0));
+        assert_eq!(snap.networks[0].wire_id, "w1");
+    }
+}
