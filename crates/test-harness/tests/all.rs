@@ -1,0 +1,4 @@
+//! Integration tests of the test harness itself.
+
+#[path = "all/simhost.rs"]
+mod simhost;
