@@ -66,6 +66,16 @@ impl TestCloud {
 
     /// Starts a fresh cloud with service config overrides, e.g. `glance.quota_images=2`
     /// (`cloudpods aio --set`).
+    /// A fresh cloud with `service`'s settings overridden (`["quota_images=3"]` for glance
+    /// becomes `--set glance.quota_images=3`), and the sysadmin's token.
+    pub async fn start_service_with(service: &str, sets: &[&str]) -> Result<(TestCloud, String)> {
+        let sets: Vec<String> = sets.iter().map(|s| format!("{service}.{s}")).collect();
+        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let tc = TestCloud::start_with(&refs).await?;
+        let admin = tc.admin_token().await?;
+        Ok((tc, admin))
+    }
+
     pub async fn start_with(sets: &[&str]) -> Result<TestCloud> {
         let id = unique();
         let dir = std::env::temp_dir().join(format!("cloudpods-test-{id}"));

@@ -15,11 +15,7 @@ pub const CEILING: Duration = Duration::from_secs(60);
 
 /// A fresh cloud with these glance settings (`quota_images=3`, ...) and the admin token.
 pub async fn start(glance_sets: &[&str]) -> Result<(TestCloud, String)> {
-    let sets: Vec<String> = glance_sets.iter().map(|s| format!("glance.{s}")).collect();
-    let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-    let tc = TestCloud::start_with(&refs).await?;
-    let admin = tc.admin_token().await?;
-    Ok((tc, admin))
+    TestCloud::start_service_with("glance", glance_sets).await
 }
 
 /// A scratch directory for image files, removed when dropped.

@@ -11,11 +11,7 @@ pub const CEILING: Duration = Duration::from_secs(30);
 
 /// A fresh cloud with these region settings (`host_offline_seconds=1`, ...) and the admin token.
 pub async fn start(region_sets: &[&str]) -> Result<(TestCloud, String)> {
-    let sets: Vec<String> = region_sets.iter().map(|s| format!("region.{s}")).collect();
-    let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-    let tc = TestCloud::start_with(&refs).await?;
-    let admin = tc.admin_token().await?;
-    Ok((tc, admin))
+    TestCloud::start_service_with("region", region_sets).await
 }
 
 /// `method <region><path>` with a JSON body.
