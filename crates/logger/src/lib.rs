@@ -95,7 +95,6 @@ impl Resource for Actions {
         if rec.action.is_empty() || rec.obj_type.is_empty() {
             return Err(Error::missing("action and obj_type"));
         }
-        input.remove("id");
         let name = if rec.obj_name.is_empty() { rec.obj_id.clone() } else { rec.obj_name.clone() };
         input.insert("name".into(), if name.is_empty() { rec.action.clone() } else { name }.into());
         input.insert("actor_tenant_id".into(), rec.tenant_id.clone().into());

@@ -151,7 +151,9 @@ impl ResourceSpec {
     /// A standalone resource with Cloudpods' base columns.
     pub fn new(service: &'static str, keyword: &'static str, plural: &'static str, table: &'static str) -> Self {
         let cols = vec![
-            Col::str("id", 128).create(),
+            // Ids are made by the service; a resource that lets callers name them (keystone
+            // regions) reads `id` from the raw input in its hook.
+            Col::str("id", 128),
             Col::str("name", 128).rw().search().index(),
             Col::str("description", 256).rw().search(),
             Col::time("created_at"),

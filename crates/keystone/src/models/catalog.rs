@@ -78,8 +78,8 @@ impl Resource for Regions {
     }
 
     /// OpenStack regions are named by their id: `{"id": "RegionTwo"}`.
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        let id = row_str(input, "id").to_string();
+    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, raw: &Row, _owner: &Owner) -> Result<(), Error> {
+        let id = raw.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         let name = row_str(input, "name").to_string();
         match (id.is_empty(), name.is_empty()) {
             (true, true) => return Err(Error::missing("id")),
@@ -87,9 +87,12 @@ impl Resource for Regions {
                 input.insert("id".into(), name.into());
             }
             (false, true) => {
+                input.insert("id".into(), id.clone().into());
                 input.insert("name".into(), id.into());
             }
-            _ => {}
+            _ => {
+                input.insert("id".into(), id.into());
+            }
         }
         if store::get_by_id(&self.ks.db, &self.spec, row_str(input, "id")).await?.is_some() {
             return Err(Error::Duplicate(format!("region {} already exists", row_str(input, "id"))));
@@ -124,7 +127,6 @@ impl Resource for Services {
     }
 
     async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
         if row_str(input, "type").is_empty() {
             return Err(Error::missing("type"));
         }
@@ -224,7 +226,6 @@ impl Resource for Endpoints {
     }
 
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
         let region =
             raw.get("region_id").or_else(|| raw.get("region")).and_then(Value::as_str).unwrap_or_default().to_string();
         if region.is_empty() {

@@ -41,7 +41,6 @@ impl Resource for Credentials {
     }
 
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
         let ty = row_str(input, "type").to_string();
         if !TYPES.contains(&ty.as_str()) && ty != "ec2" && ty != "cert" {
             return Err(Error::invalid("type", format!("{ty:?} is not one of {}", TYPES.join(", "))));

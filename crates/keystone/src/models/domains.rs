@@ -5,7 +5,7 @@ use std::sync::Arc;
 use apis::Error;
 use apis::identity::DEFAULT_DOMAIN_ID;
 use async_trait::async_trait;
-use cloudcommon::resource::{Ctx, Owner, Resource, ResourceSpec, Row, row_bool, row_str};
+use cloudcommon::resource::{Ctx, Resource, ResourceSpec, Row, row_bool, row_str};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait};
 
 use super::SERVICE;
@@ -30,11 +30,6 @@ impl Domains {
 impl Resource for Domains {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
-    }
-
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
-        Ok(())
     }
 
     async fn post_update(&self, _ctx: &Ctx, row: &Row, _raw: &Row) -> Result<(), Error> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use apis::Error;
 use async_trait::async_trait;
-use cloudcommon::resource::{Ctx, Owner, OwnerScope, Resource, ResourceSpec, Row, row_str, store};
+use cloudcommon::resource::{Ctx, OwnerScope, Resource, ResourceSpec, Row, row_str, store};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait};
 use serde_json::{Value, json};
 
@@ -38,11 +38,6 @@ impl Groups {
 impl Resource for Groups {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
-    }
-
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
-        Ok(())
     }
 
     async fn delete(&self, ctx: &Ctx, row: &Row) -> Result<(), Error> {

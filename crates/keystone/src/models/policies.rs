@@ -72,7 +72,6 @@ impl Resource for Policies {
     }
 
     async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
         // OpenStack names a policy by `type`; Cloudpods by `name`. Accept either.
         let name = row_str(input, "name").to_string();
         let ty = row_str(input, "type").to_string();
@@ -151,7 +150,6 @@ impl Resource for RolePolicies {
     }
 
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
         for (field, plural) in [("role_id", "roles"), ("policy_id", "policies")] {
             let key = row_str(input, field).to_string();
             if key.is_empty() {

@@ -59,9 +59,8 @@ impl Resource for Projects {
         &self.spec
     }
 
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, raw: &Row, owner: &Owner) -> Result<(), Error> {
+    async fn validate_create(&self, _ctx: &Ctx, _input: &mut Row, raw: &Row, owner: &Owner) -> Result<(), Error> {
         tags_of(raw)?;
-        input.remove("id");
         if store::get_by_id(&self.ks.db, &super::domains::spec(), &owner.domain_id).await?.is_none() {
             return Err(Error::not_found("domain", &owner.domain_id));
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use apis::Error;
 use async_trait::async_trait;
-use cloudcommon::resource::{Ctx, Owner, OwnerScope, Resource, ResourceSpec, Row, row_str, store};
+use cloudcommon::resource::{Ctx, OwnerScope, Resource, ResourceSpec, Row, row_str, store};
 use serde_json::{Value, json};
 
 use super::SERVICE;
@@ -30,11 +30,6 @@ impl Roles {
 impl Resource for Roles {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
-    }
-
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, _raw: &Row, _owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
-        Ok(())
     }
 
     async fn validate_delete(&self, _ctx: &Ctx, row: &Row) -> Result<(), Error> {

@@ -127,8 +127,7 @@ impl Resource for Users {
         &self.spec
     }
 
-    async fn validate_create(&self, _ctx: &Ctx, input: &mut Row, raw: &Row, owner: &Owner) -> Result<(), Error> {
-        input.remove("id");
+    async fn validate_create(&self, _ctx: &Ctx, _input: &mut Row, raw: &Row, owner: &Owner) -> Result<(), Error> {
         if let Some(p) = raw.get("password") {
             let p = p.as_str().ok_or_else(|| Error::invalid("password", "must be a string"))?;
             passwords::validate(p, self.ks.cfg.password_minimal_length)?;

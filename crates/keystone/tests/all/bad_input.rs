@@ -126,3 +126,16 @@ async fn unknown_things_are_404_and_bad_parameters_400() -> Result<()> {
     }
     tc.stop().await
 }
+
+#[tokio::test]
+async fn callers_cannot_choose_ids_except_region_names() -> Result<()> {
+    let (tc, admin) = start().await?;
+    let p = post(&tc, "/projects", &admin, json!({"project": {"name": "p1", "id": "chosen-id"}})).await?;
+    assert_ne!(p["project"]["id"], "chosen-id", "{p}");
+    let r = tc.ks(Method::GET, "/projects/chosen-id", &admin, None).await?;
+    assert_error(&r, 404, "ResourceNotFoundError");
+    // OpenStack regions are named by their id.
+    let r = post(&tc, "/regions", &admin, json!({"region": {"id": "RegionTwo"}})).await?;
+    assert_eq!((r["region"]["id"].as_str(), r["region"]["name"].as_str()), (Some("RegionTwo"), Some("RegionTwo")));
+    tc.stop().await
+}
