@@ -3,7 +3,6 @@
 
 use apis::Error;
 use async_trait::async_trait;
-use cloudcommon::auth::UserCred;
 use cloudcommon::resource::{Col, Ctx, Owner, OwnerScope, Resource, ResourceSpec, Row, row_str};
 use sea_orm::sea_query::Condition;
 
@@ -86,10 +85,6 @@ impl Resource for Cloudregions {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
     }
-    /// Geography is readable by everyone who may read it at all.
-    fn visible_outside_scope(&self, _cred: &UserCred, _row: &Row, action: &str) -> bool {
-        action == "get"
-    }
     async fn validate_create(&self, ctx: &Ctx, _i: &mut Row, _raw: &Row, _o: &Owner) -> Result<(), Error> {
         require_system(ctx, self, "create")
     }
@@ -102,10 +97,6 @@ impl Resource for Cloudregions {
 impl Resource for Zones {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
-    }
-    /// Geography is readable by everyone who may read it at all.
-    fn visible_outside_scope(&self, _cred: &UserCred, _row: &Row, action: &str) -> bool {
-        action == "get"
     }
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, raw: &Row, _o: &Owner) -> Result<(), Error> {
         require_system(ctx, self, "create")?;
@@ -130,10 +121,6 @@ impl Resource for Zones {
 impl Resource for Vpcs {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
-    }
-    /// Geography is readable by everyone who may read it at all.
-    fn visible_outside_scope(&self, _cred: &UserCred, _row: &Row, action: &str) -> bool {
-        action == "get"
     }
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, raw: &Row, _o: &Owner) -> Result<(), Error> {
         require_system(ctx, self, "create")?;
@@ -160,10 +147,6 @@ impl Resource for Vpcs {
 impl Resource for Wires {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
-    }
-    /// Geography is readable by everyone who may read it at all.
-    fn visible_outside_scope(&self, _cred: &UserCred, _row: &Row, action: &str) -> bool {
-        action == "get"
     }
     async fn validate_create(&self, ctx: &Ctx, input: &mut Row, raw: &Row, _o: &Owner) -> Result<(), Error> {
         require_system(ctx, self, "create")?;
