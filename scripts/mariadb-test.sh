@@ -159,6 +159,16 @@ cmd_start() {
     local launcher=$!
     until ping_server; do
         if ! alive "$launcher" && ! server_pid >/dev/null; then
+            # Right after a stop the port can still be held by TIME_WAIT connections for
+            # up to a minute: wait for it to be released and launch again.
+            if grep -q "Address already in use" "$LOG" && ((SECONDS - start < TIMEOUT + 70)); then
+                sleep 2
+                : >"$LOG"
+                setsid mariadbd --defaults-file="$CNF" "${user_args[@]}" \
+                    </dev/null >>"$DIR/mariadbd.stdout" 2>&1 &
+                launcher=$!
+                continue
+            fi
             tail -n 30 "$LOG" >&2
             die "mariadbd exited during startup (log: $LOG)"
         fi
