@@ -134,6 +134,11 @@ aio_alive() {
 # start_aio: start `cloudpods aio` in the background in its own process
 # group and wait until openrc exists and keystone answers.
 start_aio() {
+    # A just-killed aio can hold its port for a moment: give it up to 10 s to go.
+    local t_free=$SECONDS
+    while port_busy "$KEYSTONE_PORT" && ((SECONDS - t_free < 10)); do
+        sleep 0.2
+    done
     if port_busy "$KEYSTONE_PORT"; then
         fail "127.0.0.1:$KEYSTONE_PORT is already in use (another aio? set E2E_PORT_OFFSET)"
     fi
