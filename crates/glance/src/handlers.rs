@@ -193,11 +193,34 @@ async fn respond(ctx: &Ctx, r: &Images, row: Row) -> Result<Response, Error> {
 async fn receive(ctx: &Ctx, g: &Arc<Glance>, row: Row, headers: &HeaderMap, body: Body) -> Result<Row, Error> {
     let total = content_length(headers)?;
     let (id, project) = (row_str(&row, "id").to_string(), row_str(&row, "tenant_id").to_string());
-    let reservation = g.quota.reserve(ctx.db(), &g.cfg, &project, &id, total).await?;
+    let reservation = match g.quota.reserve(ctx.db(), &g.cfg, &project, &id, total).await {
+        Ok(r) => r,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
     upload::mark_saving(ctx, &row).await?;
     let stream = body.into_data_stream().map(|r| r.map_err(std::io::Error::other)).boxed();
     let job = tokio::spawn(upload::save(ctx.clone(), g.clone(), row, stream, total, reservation));
     job.await.map_err(|e| Error::Internal(format!("the upload task failed: {e}")))?
+}
+
+/// Reads and discards a refused upload's body (up to 64 MiB, for 10 s), so that the client,
+/// still sending, reads the error instead of a broken connection.
+async fn drain(body: Body) {
+    const LIMIT: usize = 64 << 20;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn start_copy(ctx: &Ctx, row: &Row, url: &str) -> Result<Row, Error> {
