@@ -103,11 +103,7 @@ async fn forecast_schedule_spread_and_reservations() -> Result<()> {
 
     // Scheduling reserves capacity: only administrators (the region's account) may; anyone
     // may forecast.
-    let pw = "Alice-Pw-1234";
-    tc.ks(Method::POST, "/projects", &admin, Some(json!({"project": {"name": "proj-a"}}))).await?;
-    let u = json!({"user": {"name": "alice", "password": pw, "project": "proj-a", "role": "member"}});
-    tc.ks(Method::POST, "/users", &admin, Some(u)).await?;
-    let alice = tc.login("alice", pw, Some("proj-a")).await?;
+    let alice = tc.member(&admin, "alice", "proj-a").await?;
     let r = call(&tc, "scheduler", "/scheduler", &alice, one.clone()).await?;
     assert_eq!(r.status.as_u16(), 403, "{}", r.body);
     let f = ok(&tc, "scheduler", "/scheduler/forecast", &alice, one).await?;

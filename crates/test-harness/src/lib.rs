@@ -161,6 +161,23 @@ impl TestCloud {
         r.header("x-subject-token").context("no X-Subject-Token")
     }
 
+    /// Creates project `project` (if needed) and a user `user` with role member in it; returns
+    /// the user's token.
+    pub async fn member(&self, admin: &str, user: &str, project: &str) -> Result<String> {
+        let body = serde_json::json!({"project": {"name": project}});
+        let r = self.ks(Method::POST, "/projects", admin, Some(body)).await?;
+        if !r.status.is_success() && r.status != StatusCode::CONFLICT {
+            bail!("create project {project}: {} {}", r.status, r.body);
+        }
+        let pw = format!("{user}-Pw-1234");
+        let body = serde_json::json!({"user": {"name": user, "password": pw, "project": project, "role": "member"}});
+        let r = self.ks(Method::POST, "/users", admin, Some(body)).await?;
+        if !r.status.is_success() {
+            bail!("create user {user}: {} {}", r.status, r.body);
+        }
+        self.login(user, &pw, Some(project)).await
+    }
+
     /// The sysadmin's token, scoped to project system.
     pub async fn admin_token(&self) -> Result<String> {
         self.login("sysadmin", &self.admin_password, Some("system")).await
@@ -230,6 +247,24 @@ async fn drop_mysql(server: &str, prefix: &str) {
             let _ = db.conn_exec(&format!("DROP DATABASE `{name}`")).await;
         }
     }
+}
+
+/// Checks an error answer: this status and class, and a Cloudpods body (`code` matching the
+/// status, non-empty `class` and `details`).
+#[track_caller]
+pub fn assert_error(r: &Resp, status: u16, class: &str) {
+    assert_eq!(r.status.as_u16(), status, "expected {status} {class}, got {} {}", r.status, r.body);
+    assert_error_body(r);
+    assert_eq!(r.body["class"], class, "{}", r.body);
+}
+
+/// Checks that an error answer carries `{code, class, details}` matching its status.
+#[track_caller]
+pub fn assert_error_body(r: &Resp) {
+    assert!(r.status.is_client_error() || r.status.is_server_error(), "not an error: {} {}", r.status, r.body);
+    assert_eq!(r.body["code"].as_u64(), Some(u64::from(r.status.as_u16())), "{}", r.body);
+    assert!(r.body["class"].as_str().is_some_and(|c| !c.is_empty()), "no class: {}", r.body);
+    assert!(r.body["details"].as_str().is_some_and(|d| !d.is_empty()), "no details: {}", r.body);
 }
 
 /// Polls `cond` every 20 ms until it holds or `ceiling` passes.

@@ -10,8 +10,8 @@ use crate::common::*;
 #[tokio::test]
 async fn ownership_sharing_protection_and_quotas() -> Result<()> {
     let (tc, admin) = start(&["quota_images=3", "quota_image_size_mb=12"]).await?;
-    let alice = member(&tc, &admin, "alice", "demo").await?;
-    let bob = member(&tc, &admin, "bob", "demo2").await?;
+    let alice = tc.member(&admin, "alice", "demo").await?;
+    let bob = tc.member(&admin, "bob", "demo2").await?;
 
     // A private image of demo is invisible to demo2.
     let created = ok(&tc, Method::POST, "/images", &alice, Some(json!({"image": {"name": "private"}}))).await?;
@@ -76,7 +76,7 @@ async fn ownership_sharing_protection_and_quotas() -> Result<()> {
 #[tokio::test]
 async fn pending_delete_cancel_purge_and_override() -> Result<()> {
     let (tc, admin) = start(&["pending_delete_expire_seconds=2", "pending_delete_check_seconds=1"]).await?;
-    let alice = member(&tc, &admin, "alice", "demo").await?;
+    let alice = tc.member(&admin, "alice", "demo").await?;
     let dir = Scratch::new("pending");
     let raw = std::fs::read(make_raw(&dir, "small.raw", 1)?)?;
     let id = upload_ok(&tc, &alice, "bin", "raw", raw.clone()).await?;

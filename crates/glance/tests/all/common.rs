@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use md5::Digest;
 pub use reqwest::{Method, StatusCode};
 pub use serde_json::{Value, json};
-pub use test_harness::{Resp, TestCloud, wait_for};
+pub use test_harness::{Resp, TestCloud, assert_error, wait_for};
 
 /// Longest time a test waits for something asynchronous (a pipeline, a purge).
 pub const CEILING: Duration = Duration::from_secs(60);
@@ -185,26 +185,4 @@ pub fn store_files(tc: &TestCloud) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-#[track_caller]
-pub fn assert_error(r: &Resp, status: u16, class: &str) {
-    assert_eq!(r.status.as_u16(), status, "expected {status} {class}, got {} {}", r.status, r.body);
-    assert_eq!(r.body["class"], class, "{}", r.body);
-    assert!(r.body["details"].as_str().is_some_and(|d| !d.is_empty()), "{}", r.body);
-}
-
-/// Creates project `project` (if needed) and a user with role member in it; the user's token.
-pub async fn member(tc: &TestCloud, admin: &str, user: &str, project: &str) -> Result<String> {
-    let r = tc.ks(Method::POST, "/projects", admin, Some(json!({"project": {"name": project}}))).await?;
-    if !r.status.is_success() && r.status != StatusCode::CONFLICT {
-        bail!("create project {project}: {} {}", r.status, r.body);
-    }
-    let pw = format!("{user}-Pw-1234");
-    let body = json!({"user": {"name": user, "password": pw, "project": project, "role": "member"}});
-    let r = tc.ks(Method::POST, "/users", admin, Some(body)).await?;
-    if !r.status.is_success() {
-        bail!("create user {user}: {} {}", r.status, r.body);
-    }
-    tc.login(user, &pw, Some(project)).await
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 pub use reqwest::{Method, StatusCode};
 pub use serde_json::{Value, json};
-pub use test_harness::{Resp, TestCloud, wait_for};
+pub use test_harness::{Resp, TestCloud, assert_error, assert_error_body, wait_for};
 
 /// Longest time a test waits for something asynchronous (action records, revocations).
 pub const CEILING: Duration = Duration::from_secs(15);
@@ -37,24 +37,6 @@ pub async fn post(tc: &TestCloud, path: &str, token: &str, body: Value) -> Resul
 
 pub async fn put(tc: &TestCloud, path: &str, token: &str, body: Option<Value>) -> Result<Value> {
     ok(tc, Method::PUT, path, token, body).await
-}
-
-/// Checks an error answer: its status, and a Cloudpods error body `{code, class, details}`
-/// that agrees with it.
-#[track_caller]
-pub fn assert_error(r: &Resp, status: u16, class: &str) {
-    assert_eq!(r.status.as_u16(), status, "expected {status} {class}, got {} {}", r.status, r.body);
-    assert_error_body(r);
-    assert_eq!(r.body["class"], class, "{}", r.body);
-}
-
-/// Checks that an error answer carries `{code, class, details}` matching its status.
-#[track_caller]
-pub fn assert_error_body(r: &Resp) {
-    assert!(r.status.is_client_error() || r.status.is_server_error(), "not an error: {} {}", r.status, r.body);
-    assert_eq!(r.body["code"].as_u64(), Some(u64::from(r.status.as_u16())), "{}", r.body);
-    assert!(r.body["class"].as_str().is_some_and(|c| !c.is_empty()), "no class: {}", r.body);
-    assert!(r.body["details"].as_str().is_some_and(|d| !d.is_empty()), "no details: {}", r.body);
 }
 
 /// The id of the object under `keyword` in a create or show answer.

@@ -7,8 +7,8 @@ use crate::common::*;
 #[tokio::test]
 async fn members_see_their_own_keypairs_networks_and_secgroups() -> Result<()> {
     let (tc, admin) = start(&[]).await?;
-    let a = member(&tc, &admin, "alice", "proj-a").await?;
-    let b = member(&tc, &admin, "bob", "proj-b").await?;
+    let a = tc.member(&admin, "alice", "proj-a").await?;
+    let b = tc.member(&admin, "bob", "proj-b").await?;
 
     // Keypairs: the private key is shown once and never stored.
     let k = ok(&tc, Method::POST, "/keypairs", &a, Some(json!({"keypair": {"name": "k1"}}))).await?;

@@ -46,21 +46,6 @@ pub async fn fails(
     Ok(details)
 }
 
-/// Creates project `project` (if needed) and a user with role member in it; the user's token.
-pub async fn member(tc: &TestCloud, admin: &str, user: &str, project: &str) -> Result<String> {
-    let r = tc.ks(Method::POST, "/projects", admin, Some(json!({"project": {"name": project}}))).await?;
-    if !r.status.is_success() && r.status != StatusCode::CONFLICT {
-        bail!("create project {project}: {} {}", r.status, r.body);
-    }
-    let pw = format!("{user}-Pw-1234");
-    let body = json!({"user": {"name": user, "password": pw, "project": project, "role": "member"}});
-    let r = tc.ks(Method::POST, "/users", admin, Some(body)).await?;
-    if !r.status.is_success() {
-        bail!("create user {user}: {} {}", r.status, r.body);
-    }
-    tc.login(user, &pw, Some(project)).await
-}
-
 /// Names in a list answer.
 pub fn names(list: &Value, plural: &str) -> Vec<String> {
     list[plural]

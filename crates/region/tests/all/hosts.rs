@@ -47,7 +47,7 @@ async fn registration_ping_offline_and_actions() -> Result<()> {
     let mut b = registration("host2");
     b["host"]["storages"][0]["storage_type"] = "floppy".into();
     fails(&tc, Method::POST, "/hosts", &admin, b, 400, "storages").await?;
-    let m = member(&tc, &admin, "alice", "proj-a").await?;
+    let m = tc.member(&admin, "alice", "proj-a").await?;
     fails(&tc, Method::POST, "/hosts", &m, registration("host3"), 403, "system").await?;
     assert_eq!(ok(&tc, Method::GET, "/hosts", &admin, None).await?["total"], 1);
 
