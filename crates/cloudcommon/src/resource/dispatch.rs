@@ -312,6 +312,21 @@ async fn create(
     let spec = r.spec();
     let ctx = ctx(&state, cred, &headers, &rid);
     let scope = authorize(r.as_ref(), &ctx.cred, "create", None)?;
+    // A row is created at the level that owns it: a project-scoped grant creates project rows,
+    // never a domain's users or the system's catalog.
+    let needed = match spec.owner {
+        OwnerScope::System => Scope::System,
+        OwnerScope::Domain => Scope::Domain,
+        OwnerScope::Project => Scope::Project,
+    };
+    if scope < needed {
+        return Err(Error::Forbidden(format!(
+            "{} may not create {}: that needs {} rights",
+            ctx.cred.user,
+            spec.plural,
+            needed.as_str()
+        )));
+    }
     let mut body = json_body(&body)?;
     let count = match body.remove("count") {
         None => 1,

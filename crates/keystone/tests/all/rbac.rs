@@ -146,3 +146,24 @@ async fn readers_read_and_nothing_more() -> Result<()> {
     tc.login("rita", "rita-pw2", Some("demo")).await?;
     tc.stop().await
 }
+
+/// A project owner (project-scoped `*: allow`) administers its project, not its domain or the
+/// system: it cannot create users, projects, roles, services or regions.
+#[tokio::test]
+async fn project_scoped_rights_never_create_domain_or_system_rows() -> Result<()> {
+    let (tc, admin) = start().await?;
+    create_project(&tc, &admin, "demo").await?;
+    create_user(&tc, &admin, "owner", "owner-pw1", Some(("demo", "project_owner"))).await?;
+    let owner = tc.login("owner", "owner-pw1", Some("demo")).await?;
+    for (path, body) in [
+        ("/users", json!({"user": {"name": "mallory", "password": "mallory-pw1"}})),
+        ("/projects", json!({"project": {"name": "mine"}})),
+        ("/roles", json!({"role": {"name": "superrole"}})),
+        ("/services", json!({"service": {"name": "evil", "type": "evil"}})),
+        ("/regions", json!({"region": {"id": "RegionEvil"}})),
+    ] {
+        let r = tc.ks(Method::POST, path, &owner, Some(body)).await?;
+        assert_error(&r, 403, "ForbiddenError");
+    }
+    tc.stop().await
+}
