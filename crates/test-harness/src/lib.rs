@@ -96,6 +96,7 @@ impl TestCloud {
             port_offset: 0,
             region: "region0".into(),
             sets: sets.iter().map(|s| s.to_string()).collect(),
+            simulated_hosts: 0,
         };
         let running = cloudpods::aio::start(&args, true).await?;
         Ok(TestCloud {
