@@ -241,17 +241,36 @@ fn shutdown_future(rx: &watch::Receiver<bool>) -> impl std::future::Future<Outpu
     }
 }
 
-/// Starts every service. With `port_offset` of `None`, every service listens on port 0
-/// (tests); otherwise on its default port plus the offset.
+/// Starts every service: with `ephemeral_ports` each on port 0 (tests), otherwise on its
+/// default port plus the offset.
 pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
+    start_on(args, if ephemeral_ports { Ports::Ephemeral } else { Ports::Default }).await
+}
+
+/// Where the services listen.
+#[derive(Debug, Clone)]
+pub enum Ports {
+    /// Default port + `port_offset`.
+    Default,
+    /// Port 0 each.
+    Ephemeral,
+    /// These ports by service name (a test restarting a cloud where agents know its URLs).
+    Fixed(std::collections::BTreeMap<String, u16>),
+}
+
+/// [`start`] with the ports chosen by `ports`.
+pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let secrets = load_secrets(&data_dir)?;
     let mut listeners = vec![];
     let mut urls = std::collections::BTreeMap::new();
     for c in &COMPONENTS {
-        let port =
-            if ephemeral_ports { 0 } else { c.port.checked_add(args.port_offset).context("port offset too large")? };
+        let port = match &ports {
+            Ports::Ephemeral => 0,
+            Ports::Fixed(m) => m.get(c.name).copied().unwrap_or(0),
+            Ports::Default => c.port.checked_add(args.port_offset).context("port offset too large")?,
+        };
         let addr = SocketAddr::new(args.listen_address, port);
         let l = TcpListener::bind(addr)
             .await

@@ -362,9 +362,10 @@ where
     Ok(Json(AgentAck::ok()).into_response())
 }
 
-/// Posts a callback, retrying 3 times like Cloudpods' agents.
+/// Posts a callback, retrying with backoff (0.2 s doubling, 6 s in all) so that a region
+/// restarting meanwhile still gets it.
 async fn notify_task(shared: &Shared, task_id: &str, url: &str, body: Value) {
-    for attempt in 0..3 {
+    for attempt in 0..5 {
         let token = shared.session.token().await.unwrap_or_default();
         let r = shared
             .http
@@ -379,7 +380,7 @@ async fn notify_task(shared: &Shared, task_id: &str, url: &str, body: Value) {
             Ok(resp) => tracing::warn!(task_id, attempt, "callback answered {}", resp.status()),
             Err(e) => tracing::warn!(task_id, attempt, "callback failed: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
     }
 }
 

@@ -166,8 +166,12 @@ impl Resource for Disks {
             return Err(Error::InvalidStatus(format!("storage {} is disabled", row_str(&storage, "name"))));
         }
         input.insert("storage_id".into(), row_str(&storage, "id").into());
-        crate::quotas::check(ctx, &owner.project_id, crate::quotas::Quota { storage: size, ..Default::default() })
-            .await?;
+        crate::quotas::check(
+            ctx,
+            &owner.project_id,
+            crate::quotas::Quota { storage: size, ..crate::quotas::Quota::zero() },
+        )
+        .await?;
         Ok(())
     }
 

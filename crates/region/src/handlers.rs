@@ -5,16 +5,14 @@
 //! | `POST /hosts/<id>/ping` | a host agent's heartbeat (no event per ping) |
 //! | `GET /quotas/<project>` | a project's quotas and usage |
 //! | `POST /quotas/<project>` | set a project's quotas (system rights) |
-//! | `DELETE /servers/<id>[?override_pending_delete=true][&purge=true]` | recycle bin, for good, or forget (host gone) |
 //! | `PUT /storagecaches/<id>/cachedimages/<image_id>` | a host reports an image cached (`status`, `path`) |
 
 use std::sync::Arc;
 
 use apis::Error;
 use axum::body::Bytes;
-use axum::extract::Query;
 use axum::extract::{Path, State};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use cloudcommon::auth::UserCred;
 use cloudcommon::resource::Ctx;
@@ -26,42 +24,7 @@ pub fn routes() -> Router<Arc<ServiceState>> {
     Router::new()
         .route("/hosts/{id}/ping", post(ping))
         .route("/quotas/{project}", get(get_quota).post(set_quota))
-        .route("/servers/{id}", delete(delete_server))
         .route("/storagecaches/{sc}/cachedimages/{image}", put(put_cached))
-}
-
-#[derive(serde::Deserialize, Default)]
-struct DeleteQuery {
-    override_pending_delete: Option<String>,
-    purge: Option<String>,
-}
-
-fn flag(v: &Option<String>) -> bool {
-    v.as_deref().and_then(cloudcommon::resource::query::parse_bool).unwrap_or(false)
-}
-
-async fn delete_server(
-    State(state): State<Arc<ServiceState>>,
-    Extension(cred): Extension<Arc<UserCred>>,
-    Extension(rid): Extension<RequestId>,
-    Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
-) -> Result<Json<Value>, Error> {
-    let ctx = ctx(&state, cred, &rid);
-    let servers = state.resource("servers")?;
-    let row = fetch_authorized(&ctx, servers.as_ref(), &id, "delete", None).await?;
-    let opts = crate::servers::DeleteOptions {
-        override_pending_delete: flag(&q.override_pending_delete),
-        purge: flag(&q.purge),
-    };
-    if opts.purge {
-        crate::common::require_system(&ctx, servers.as_ref(), "delete")?;
-    }
-    crate::servers::start_delete(&ctx, &row, opts).await?;
-    ctx.svc.actionlog.record(&ctx, servers.spec(), &row, "delete", true, Value::Null).await;
-    let row = crate::servers::server(&ctx, cloudcommon::resource::row_str(&row, "id")).await?;
-    let row = cloudcommon::resource::dispatch::view(&ctx, servers.as_ref(), row).await?;
-    Ok(Json(serde_json::json!({"server": row})))
 }
 
 async fn put_cached(

@@ -72,11 +72,16 @@ impl Remote {
     }
 
     /// `POST /scheduler/clean-cache/<host>?session=<sid>`: the region committed what the
-    /// session reserved; the scheduler reloads the host and drops the reservation.
+    /// session reserved; the scheduler reloads from the region and drops the session's
+    /// reservation on that host (`host_id` empty: all of the session's).
     pub async fn scheduler_clean(&self, host_id: &str, session_id: Option<&str>) {
         let r = async {
             let s = self.session()?.session().await?;
-            let mut req = ApiRequest::new(Method::Post, &["scheduler", "clean-cache", host_id]);
+            let mut req = if host_id.is_empty() {
+                ApiRequest::new(Method::Post, &["scheduler", "clean-cache"])
+            } else {
+                ApiRequest::new(Method::Post, &["scheduler", "clean-cache", host_id])
+            };
             if let Some(sid) = session_id {
                 req = req.with_query(vec![("session".into(), sid.into())]);
             }

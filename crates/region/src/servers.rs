@@ -375,6 +375,18 @@ impl Resource for Servers {
         start_delete(ctx, row, DeleteOptions::default()).await
     }
 
+    /// `DELETE /servers/<id>[?override_pending_delete=true][&purge=true]`: the recycle bin,
+    /// for good, or only forgotten here (its host is gone; system rights).
+    async fn delete_with_query(&self, ctx: &Ctx, row: &Row, query: &[(String, String)]) -> Result<(), Error> {
+        let flag =
+            |k: &str| query.iter().any(|(q, v)| q == k && cloudcommon::resource::query::parse_bool(v) == Some(true));
+        let opts = DeleteOptions { override_pending_delete: flag("override_pending_delete"), purge: flag("purge") };
+        if opts.purge {
+            crate::common::require_system(ctx, self, "delete")?;
+        }
+        start_delete(ctx, row, opts).await
+    }
+
     async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _d: bool) -> Result<(), Error> {
         add_details(ctx, rows).await
     }
@@ -810,7 +822,7 @@ pub async fn host_commit(ctx: &Ctx, host_id: &str) -> Result<(i64, i64), Error> 
     let rows = ctx
         .db()
         .raw_query(
-            "SELECT CAST(COALESCE(SUM(vcpu_count), 0) AS SIGNED), CAST(COALESCE(SUM(vmem_size), 0) AS SIGNED) \\
+            "SELECT CAST(COALESCE(SUM(vcpu_count), 0) AS SIGNED), CAST(COALESCE(SUM(vmem_size), 0) AS SIGNED) \
              FROM guests_tbl WHERE host_id = ? AND deleted = ?",
             vec![host_id.into(), false.into()],
         )

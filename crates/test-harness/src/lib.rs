@@ -123,6 +123,24 @@ impl TestCloud {
         Ok(())
     }
 
+    /// [`TestCloud::restart`] on the same ports, so that host agents holding the region's
+    /// URLs (callbacks, pings) reach it again.
+    pub async fn restart_same_ports(&mut self) -> Result<()> {
+        let ports: std::collections::BTreeMap<String, u16> = self
+            .urls
+            .iter()
+            .filter_map(|(k, u)| u.rsplit(':').next().and_then(|p| p.parse().ok()).map(|p| (k.to_string(), p)))
+            .collect();
+        if let Some(r) = self.running.take() {
+            r.stop().await?;
+        }
+        let running = cloudpods::aio::start_on(&self.args, cloudpods::aio::Ports::Fixed(ports)).await?;
+        self.auth_url = running.auth_url.clone();
+        self.urls = running.urls.clone();
+        self.running = Some(running);
+        Ok(())
+    }
+
     pub fn url(&self, service: &str) -> String {
         self.urls.get(service).cloned().unwrap_or_default()
     }

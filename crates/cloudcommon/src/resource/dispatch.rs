@@ -18,7 +18,7 @@ use std::sync::Arc;
 use apis::Error;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -417,13 +417,14 @@ async fn delete(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Path((plural, id)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Error> {
     let r = state.resource(&plural)?;
     let spec = r.spec();
     let ctx = ctx(&state, cred, &headers, &rid);
     let row = fetch_authorized(&ctx, r.as_ref(), &id, "delete", None).await?;
     r.validate_delete(&ctx, &row).await?;
-    r.delete(&ctx, &row).await?;
+    r.delete_with_query(&ctx, &row, &query).await?;
     record(&ctx, r.as_ref(), &row, "delete", Value::Null).await;
     let row = store::to_view(spec, row);
     Ok(object_response(spec.keyword, row))

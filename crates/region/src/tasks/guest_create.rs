@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  on_init            schedule  POST /scheduler (session = this task): host + storages
-//!                     (a 4xx makes the scheduler reload from the region once, then retry)
+//!                     (a 4xx makes the scheduler reload from the region once, then retry;
+//!                     an unreachable scheduler is tried 5 more times, a second apart)
 //!  allocate_networks  network   host_id set; one address + MAC per NIC (guestnetworks)
 //!  allocate_disks     disk      disk rows on the chosen storages + guestdisks;
 //!                               scheduler clean-cache (the reservation is now real usage);
@@ -131,17 +132,25 @@ async fn schedule(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result<Next,
     let r = crate::region(t.svc())?;
     let spec = CreateSpec::of(row);
     let input = schedule_input(row, &spec, t.id());
-    let answer = match r.remote.schedule(input.clone()).await {
-        Ok(a) => a,
-        Err(e) if e.status_code() < 500 => {
+    let mut refreshed = false;
+    let mut attempt = 0;
+    let answer = loop {
+        match r.remote.schedule(input.clone()).await {
+            Ok(a) => break a,
             // The scheduler's cache may predate a host, network or disk just made: reload, retry once.
-            r.remote.scheduler_clean("", Some(t.id())).await;
-            match r.remote.schedule(input).await {
-                Ok(a) => a,
-                Err(e) => return Ok(Next::Fail(e.to_string())),
+            Err(e) if e.status_code() < 500 && !refreshed => {
+                refreshed = true;
+                r.remote.scheduler_clean("", Some(t.id())).await;
             }
+            Err(e) if e.status_code() < 500 => return Ok(Next::Fail(e.to_string())),
+            // Unreachable (restarting): a few tries, a second apart.
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::warn!(server = %t.params.server_id, error = %e, "scheduler unavailable; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Ok(Next::Fail(format!("scheduler: {e}"))),
         }
-        Err(e) => return Ok(Next::Fail(format!("scheduler: {e}"))),
     };
     let cand = answer.get("candidates").and_then(|c| c.get(0)).cloned().unwrap_or(Value::Null);
     let host_id = cand.get("host_id").and_then(Value::as_str).unwrap_or_default().to_string();
