@@ -177,7 +177,7 @@ impl Resource for Disks {
 
     async fn post_create(&self, ctx: &Ctx, row: &Row, _raw: &Row) -> Result<(), Error> {
         let tm = TaskManager::of(&ctx.svc)?;
-        let params = crate::tasks::disk_create::Params { disk_id: row_str(row, "id").into(), ..Default::default() };
+        let params = crate::tasks::disk_create::Params { disk_id: row_str(row, "id").into() };
         tm.start::<crate::tasks::disk_create::DiskCreateTask>(ctx, TaskObject::of(&self.spec, row), &params).await?;
         Ok(())
     }

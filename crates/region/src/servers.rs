@@ -238,7 +238,7 @@ async fn parse_nets(ctx: &Ctx, raw: &Row) -> Result<Vec<NetConf>, Error> {
         let (key, address) = match n {
             Value::String(s) => (s.clone(), None),
             Value::Object(m) => (
-                reference(m, &["network", "network_id"]).ok_or_else(|| Error::missing(&format!("{field}.network")))?,
+                reference(m, &["network", "network_id"]).ok_or_else(|| Error::missing(format!("{field}.network")))?,
                 m.get("address").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
             ),
             _ => return Err(Error::invalid(&field, "must be a network name or {\"network\": ...}")),
@@ -249,7 +249,7 @@ async fn parse_nets(ctx: &Ctx, raw: &Row) -> Result<Vec<NetConf>, Error> {
             let range = crate::ipalloc::network_range(&net)?;
             if !range.contains(ip) {
                 return Err(Error::invalid(
-                    &format!("{field}.address"),
+                    format!("{field}.address"),
                     format!("{a} is outside network {}", row_str(&net, "name")),
                 ));
             }
@@ -811,7 +811,10 @@ async fn detach_disk(ctx: &Ctx, row: &Row, body: &Row) -> Result<(), Error> {
     let params = tasks::guest_detach_disk::Params {
         server_id: row_str(row, "id").into(),
         disk_id: row_str(&disk, "id").into(),
-        keep_disk: body.get("keep_disk").and_then(Value::as_bool).unwrap_or(true),
+        keep_disk: body
+            .get("keep_disk")
+            .and_then(|v| v.as_bool().or_else(|| v.as_str().and_then(cloudcommon::resource::query::parse_bool)))
+            .unwrap_or(true),
         prev_status: row_str(row, "status").into(),
     };
     start_task::<tasks::guest_detach_disk::GuestDetachDiskTask>(ctx, row, &[READY, RUNNING], DETACH_DISK, params).await

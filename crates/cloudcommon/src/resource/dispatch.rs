@@ -328,6 +328,13 @@ async fn create(
         )));
     }
     let mut body = json_body(&body)?;
+    // `count` sits beside the object (`{"server": {..}, "count": 3}`), or inside it (climc).
+    if !body.contains_key("count")
+        && let Some(Value::Object(o)) = body.get_mut(spec.keyword)
+        && let Some(c) = o.remove("count")
+    {
+        body.insert("count".into(), c);
+    }
     let count = match body.remove("count") {
         None => 1,
         Some(v) => v

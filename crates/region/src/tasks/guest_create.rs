@@ -276,7 +276,7 @@ async fn allocate_disks(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result
         if row_str(&d, "status") == DISK_READY {
             continue;
         }
-        let params = super::disk_create::Params { disk_id: row_str(&d, "id").into(), ..Default::default() };
+        let params = super::disk_create::Params { disk_id: row_str(&d, "id").into() };
         t.start_child::<super::disk_create::DiskCreateTask>(TaskObject::of(&disk_spec(), &d), &params)?;
         waiting = true;
     }
