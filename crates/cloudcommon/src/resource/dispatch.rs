@@ -443,12 +443,21 @@ async fn class_action(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Path((plural, action)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Response, Error> {
     let r = state.resource(&plural)?;
     let ctx = ctx(&state, cred, &headers, &rid);
     authorize(r.as_ref(), &ctx.cred, "perform", Some(&action))?;
-    let body = unwrap_keyword(json_body(&body)?, r.spec().keyword)?;
+    let mut body = unwrap_keyword(json_body(&body)?, r.spec().keyword)?;
+    // Reserved `__key__` query parameters join the body: a task's notify URL names the stage
+    // it waits for (`/tasks/<id>?__stage__=<stage>`), so a late callback of an earlier call
+    // cannot complete a later wait.
+    for (k, v) in query {
+        if k.starts_with("__") && k.ends_with("__") && !body.contains_key(&k) {
+            body.insert(k, Value::String(v));
+        }
+    }
     let out = r.perform_class(&ctx, &action, &body).await?;
     Ok(Json(out).into_response())
 }

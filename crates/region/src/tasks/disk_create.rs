@@ -86,7 +86,7 @@ impl Task for DiskCreateTask {
                     },
                 };
                 let path = format!("/disks/{}/create/{id}", row_str(&storage, "id"));
-                call_agent(t, &host, reqwest::Method::POST, &path, &to_value(&req)).await?;
+                call_agent(t, &host, (reqwest::Method::POST, &path), &to_value(&req), CREATED).await?;
                 Ok(Next::Wait(CREATED))
             }
             CREATED => {
@@ -121,7 +121,8 @@ impl Task for DiskCreateTask {
                         src_url: Some(r.remote.image_url(&image).await?),
                     },
                 };
-                call_agent(t, &host, reqwest::Method::POST, "/disks/image_cache", &to_value(&req)).await?;
+                call_agent(t, &host, (reqwest::Method::POST, "/disks/image_cache"), &to_value(&req), IMAGE_CACHED)
+                    .await?;
                 // A first download of a big image takes a while.
                 Ok(Next::WaitFor(IMAGE_CACHED, std::time::Duration::from_secs(6 * 3600)))
             }

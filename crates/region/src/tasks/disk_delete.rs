@@ -55,7 +55,7 @@ impl Task for DiskDeleteTask {
             Err(e) => return Err(e),
         };
         let path = format!("/disks/{}/delete/{id}", row_str(&storage, "id"));
-        call_agent(t, &host, reqwest::Method::POST, &path, &to_value(&DiskDeleteRequest {})).await?;
+        call_agent(t, &host, (reqwest::Method::POST, &path), &to_value(&DiskDeleteRequest {}), REMOVE).await?;
         Ok(Next::Wait(REMOVE))
     }
 

@@ -63,7 +63,7 @@ impl Task for GuestAttachDiskTask {
         }
         let host = servers::host_of(&ctx, &row).await?;
         let req = ServerSyncRequest { desc: crate::desc::build(&ctx, &row, None).await? };
-        call_agent(t, &host, reqwest::Method::POST, &format!("/servers/{id}/sync"), &to_value(&req)).await?;
+        call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{id}/sync")), &to_value(&req), SYNCED).await?;
         Ok(Next::Wait(SYNCED))
     }
 

@@ -57,7 +57,7 @@ impl Task for GuestChangeConfigTask {
         let row = servers::server(&ctx, &id).await?;
         let host = servers::host_of(&ctx, &row).await?;
         let req = ServerSyncRequest { desc: crate::desc::build(&ctx, &row, None).await? };
-        call_agent(t, &host, reqwest::Method::POST, &format!("/servers/{id}/sync"), &to_value(&req)).await?;
+        call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{id}/sync")), &to_value(&req), SYNCED).await?;
         Ok(Next::Wait(SYNCED))
     }
 

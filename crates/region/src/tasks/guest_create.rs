@@ -315,7 +315,7 @@ async fn deploy(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result<Next, E
         on_finish: if auto_start { "none" } else { "shutdown" }.into(),
     };
     let path = format!("/servers/{}/create", t.params.server_id);
-    call_agent(t, &host, reqwest::Method::POST, &path, &to_value(&req)).await?;
+    call_agent(t, &host, (reqwest::Method::POST, &path), &to_value(&req), DEPLOYED).await?;
     t.set_progress(80).await?;
     Ok(Next::Wait(DEPLOYED))
 }

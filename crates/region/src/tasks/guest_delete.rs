@@ -69,7 +69,14 @@ impl Task for GuestDeleteTask {
                 }
                 let host = servers::host_of(&ctx, &row).await?;
                 let req = apis::compute::ServerDeleteRequest {};
-                call_agent(t, &host, reqwest::Method::POST, &format!("/servers/{id}/delete"), &to_value(&req)).await?;
+                call_agent(
+                    t,
+                    &host,
+                    (reqwest::Method::POST, &format!("/servers/{id}/delete")),
+                    &to_value(&req),
+                    UNDEPLOYED,
+                )
+                .await?;
                 Ok(Next::Wait(UNDEPLOYED))
             }
             UNDEPLOYED => {

@@ -68,7 +68,7 @@ impl Task for GuestDetachDiskTask {
         let mut desc = crate::desc::build(&ctx, &row, None).await?;
         desc.disks.retain(|d| d.disk_id != t.params.disk_id);
         let req = ServerSyncRequest { desc };
-        call_agent(t, &host, reqwest::Method::POST, &format!("/servers/{id}/sync"), &to_value(&req)).await?;
+        call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{id}/sync")), &to_value(&req), SYNCED).await?;
         Ok(Next::Wait(SYNCED))
     }
 

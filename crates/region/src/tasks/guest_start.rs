@@ -29,7 +29,8 @@ pub async fn request_start<P>(t: &TaskRun<P>, server_id: &str) -> Result<(), Err
     servers::set_status(&ctx, server_id, servers::STARTING, None).await?;
     let host = servers::host_of(&ctx, &row).await?;
     let req = ServerStartRequest { desc: crate::desc::build(&ctx, &row, None).await? };
-    call_agent(t, &host, reqwest::Method::POST, &format!("/servers/{server_id}/start"), &to_value(&req)).await
+    call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{server_id}/start")), &to_value(&req), STARTED)
+        .await
 }
 
 /// Applies the host's answer to a start: running (or what the host says it is).

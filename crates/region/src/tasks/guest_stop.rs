@@ -32,7 +32,7 @@ pub async fn request_stop<P>(t: &TaskRun<P>, server_id: &str, timeout: u64, is_f
     servers::set_status(&ctx, server_id, servers::STOPPING, None).await?;
     let host = servers::host_of(&ctx, &row).await?;
     let req = ServerStopRequest { timeout, is_force };
-    call_agent(t, &host, reqwest::Method::POST, &format!("/servers/{server_id}/stop"), &to_value(&req)).await
+    call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{server_id}/stop")), &to_value(&req), STOPPED).await
 }
 
 /// Applies the host's answer to a stop.

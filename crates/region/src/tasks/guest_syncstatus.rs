@@ -48,7 +48,7 @@ impl Task for GuestSyncstatusTask {
             return Ok(Next::Complete(json!({"server_id": id, "status": servers::UNKNOWN})));
         }
         servers::set_status(&ctx, &id, servers::SYNC_STATUS, None).await?;
-        call_agent(t, &host, reqwest::Method::GET, &format!("/servers/{id}/status"), &Value::Null).await?;
+        call_agent(t, &host, (reqwest::Method::GET, &format!("/servers/{id}/status")), &Value::Null, SYNCED).await?;
         Ok(Next::Wait(SYNCED))
     }
 

@@ -48,19 +48,23 @@ pub fn register(tm: &TaskManager) {
     tm.register(disk_delete::DiskDeleteTask);
 }
 
-/// Calls the host agent of `host` for task `t`; the agent's result comes as `t`'s callback.
+/// Calls the host agent of `host` for task `t`; the agent's result comes as `t`'s callback,
+/// to a notify URL naming the stage `awaits` (the stage the caller then waits for), so that a
+/// stray answer to another call (a stage that ran twice) is ignored rather than taken for it.
 pub async fn call_agent<P>(
     t: &TaskRun<P>,
     host: &Row,
-    method: reqwest::Method,
-    path: &str,
+    (method, path): (reqwest::Method, &str),
     body: &Value,
+    awaits: &str,
 ) -> Result<(), Error> {
     if row_str(host, "host_status") != crate::hosts::HOST_ONLINE {
         return Err(Error::InvalidStatus(format!("host {} is offline", row_str(host, "name"))));
     }
     let r = crate::region(t.svc())?;
-    r.remote.agent(host, method, path, &t.agent_headers(), Some(body)).await
+    let [(id_h, id), (url_h, url)] = t.agent_headers();
+    let headers = [(id_h, id), (url_h, format!("{url}?__stage__={awaits}"))];
+    r.remote.agent(host, method, path, &headers, Some(body)).await
 }
 
 /// A callback body as the contract type `T`.
