@@ -64,6 +64,33 @@ fn f(v: &Value, k: &str, d: f64) -> f64 {
     v.get(k).and_then(Value::as_f64).filter(|x| *x > 0.0).unwrap_or(d)
 }
 
+const SERVERS: ResourceManager = ResourceManager::new("compute_v2", "server", "servers");
+
+/// Of these sessions, those naming a server the region has placed on a host (the region
+/// schedules a server with its id as session).
+pub async fn committed(session: &ServiceSession, sessions: &[String]) -> Result<Vec<String>, Error> {
+    let ids: Vec<&String> = sessions.iter().filter(|s| uuid::Uuid::parse_str(s).is_ok()).collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let sess = session.session().await?;
+    let mut out = vec![];
+    for chunk in ids.chunks(100) {
+        let list = chunk.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+        let p = ListParams {
+            limit: Some(chunk.len() as u64),
+            details: Some(false),
+            scope: Some("system".into()),
+            filters: vec![format!("id.in({list})"), "host_id.isnotempty()".into()],
+            extra: vec![("pending_delete".into(), "all".into())],
+            ..ListParams::default()
+        };
+        let r = SERVERS.list(&sess, &p).await.map_err(to_api_error)?;
+        out.extend(r.data.iter().map(|v| s(v, "id")));
+    }
+    Ok(out)
+}
+
 /// Reads the region's hosts, storages, NICs and networks.
 pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
     let sess = session.session().await?;

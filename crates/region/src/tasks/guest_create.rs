@@ -1,7 +1,7 @@
 //! `GuestCreateTask`: a new server from its row (status `init`) to `ready` or `running`.
 //!
 //! ```text
-//!  on_init            schedule  POST /scheduler (session = this task): host + storages
+//!  on_init            schedule  POST /scheduler (session = the server's id): host + storages
 //!                     (a 4xx makes the scheduler reload from the region once, then retry;
 //!                     an unreachable scheduler is tried 5 more times, a second apart)
 //!  allocate_networks  network   host_id set; one address + MAC per NIC (guestnetworks)
@@ -103,7 +103,7 @@ impl Task for GuestCreateTask {
         if let Ok(r) = crate::region(t.svc()) {
             let host = t.params.host_id.clone().unwrap_or_default();
             if !host.is_empty() {
-                r.remote.scheduler_clean(&host, Some(t.id())).await;
+                r.remote.scheduler_clean(&host, Some(&t.params.server_id)).await;
             }
         }
     }
@@ -131,7 +131,8 @@ async fn schedule(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result<Next,
     servers::set_status(ctx, &t.params.server_id, servers::SCHEDULE, None).await?;
     let r = crate::region(t.svc())?;
     let spec = CreateSpec::of(row);
-    let input = schedule_input(row, &spec, t.id());
+    // The server's id is the session: the scheduler can tell when the region committed it.
+    let input = schedule_input(row, &spec, &t.params.server_id);
     let mut refreshed = false;
     let mut attempt = 0;
     let answer = loop {
@@ -140,7 +141,7 @@ async fn schedule(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result<Next,
             // The scheduler's cache may predate a host, network or disk just made: reload, retry once.
             Err(e) if e.status_code() < 500 && !refreshed => {
                 refreshed = true;
-                r.remote.scheduler_clean("", Some(t.id())).await;
+                r.remote.scheduler_clean("", Some(&t.params.server_id)).await;
             }
             Err(e) if e.status_code() < 500 => return Ok(Next::Fail(e.to_string())),
             // Unreachable (restarting): a few tries, a second apart.
@@ -269,7 +270,7 @@ async fn allocate_disks(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result
     // What the scheduler reserved is now committed usage in the region.
     let r = crate::region(t.svc())?;
     if let Some(h) = &t.params.host_id {
-        r.remote.scheduler_clean(h, Some(t.id())).await;
+        r.remote.scheduler_clean(h, Some(&t.params.server_id)).await;
     }
     let mut waiting = false;
     for d in disks_of(ctx, &t.params.server_id).await? {

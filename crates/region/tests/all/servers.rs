@@ -468,10 +468,12 @@ async fn two_hundred_concurrent_creates_never_overcommit_or_share_an_address() -
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Under this much concurrency the scheduler may count a just-committed server twice (its
-    // reservation and the reloaded usage) for a moment: it can refuse early, never over-commit.
+    // The scheduler drops a reservation once the region has committed its server, so the
+    // hosts fill up (96 seen on every run here); a reload racing a commit can, for a moment,
+    // count one server twice: refuse early, never over-commit. Hence the small margin.
     let ready = statuses.get("ready").copied().unwrap_or(0);
-    assert!((64..=96).contains(&ready), "{statuses:?}");
+    eprintln!("concurrent creates: {statuses:?}");
+    assert!((90..=96).contains(&ready), "{statuses:?}");
     assert_eq!(ready + statuses.get("sched_fail").copied().unwrap_or(0), 200, "{statuses:?}");
     // Once quiet, nothing is left reserved: creates one by one fill the hosts exactly.
     for i in ready..96 {
