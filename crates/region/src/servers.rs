@@ -519,17 +519,16 @@ pub async fn server(ctx: &Ctx, id: &str) -> Result<Row, Error> {
 pub async fn set_status(ctx: &Ctx, id: &str, status: &str, reason: Option<&str>) -> Result<(), Error> {
     let mut p = Row::new();
     p.insert("status".into(), status.into());
-    p.insert(
-        "power_states".into(),
-        if status == RUNNING {
-            "on"
-        } else if status == UNKNOWN {
-            "unknown"
-        } else {
-            "off"
-        }
-        .into(),
-    );
+    // Power follows what is known for sure; a transitional or failed status keeps the last.
+    let power = match status {
+        RUNNING => Some("on"),
+        READY => Some("off"),
+        UNKNOWN => Some("unknown"),
+        _ => None,
+    };
+    if let Some(power) = power {
+        p.insert("power_states".into(), power.into());
+    }
     set_fields(ctx, id, p).await?;
     if let Some(reason) = reason
         && let Some(row) = store::get_by_id(ctx.db(), &server_spec(), id).await?

@@ -359,13 +359,31 @@ async fn host_offline_makes_servers_unknown_and_stale_reports_are_ignored() -> R
     assert!(cb.status.is_success(), "{}", cb.body);
     assert_eq!(server(&tc, &admin, &id).await?["status"], "running");
 
+    // A second server's start is under way (the host answers slowly) when the host is lost:
+    // the start fails at once with the reason, rather than at the task's deadline.
+    let other = create(&tc, &admin, vm("slow", &img)).await?;
+    wait_status(&tc, &admin, &other, "ready").await?;
+    host.set_delay(Duration::from_secs(60));
+    act(&tc, &admin, &other, "start", json!({})).await?;
+    wait_for(CEILING, || async { host.calls().contains(&AgentCall::ServerStart) }).await?;
     host.stop().await;
     wait_exact(&tc, &admin, &id, "unknown").await?;
+    wait_exact(&tc, &admin, &other, "start_fail").await?;
+    let why = reason(&tc, &admin, &other).await?;
+    assert!(why.contains("went offline"), "{why}");
     fails(&tc, Method::POST, &format!("/servers/{id}/stop"), &admin, json!({}), 409, "offline").await?;
     // The host is gone for good: purge forgets the server here and frees its address.
     ok(&tc, Method::DELETE, &format!("/servers/{id}?purge=true"), &admin, None).await?;
     wait_for(CEILING, || async {
         call(&tc, Method::GET, &format!("/servers/{id}"), &admin, None).await.map(|r| r.status == 404).unwrap_or(false)
+    })
+    .await?;
+    ok(&tc, Method::DELETE, &format!("/servers/{other}?purge=true"), &admin, None).await?;
+    wait_for(CEILING, || async {
+        ok(&tc, Method::GET, "/servers?pending_delete=all", &admin, None)
+            .await
+            .map(|v| v["total"] == 0)
+            .unwrap_or(false)
     })
     .await?;
     assert_eq!(ok(&tc, Method::GET, "/networks/default", &admin, None).await?["network"]["ports_used"], 0);
