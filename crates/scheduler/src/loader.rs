@@ -36,6 +36,10 @@ pub struct Snapshot {
 }
 
 async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error> {
+    list_where(s, m, vec![]).await
+}
+
+async fn list_where(s: &Session, m: &ResourceManager, filters: Vec<String>) -> Result<Vec<Value>, Error> {
     let mut out = vec![];
     loop {
         let p = ListParams {
@@ -43,6 +47,7 @@ async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error>
             offset: Some(out.len() as u64),
             details: Some(true),
             scope: Some("system".into()),
+            filters: filters.clone(),
             ..ListParams::default()
         };
         let r = m.list(s, &p).await.map_err(to_api_error)?;
@@ -100,6 +105,24 @@ pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
     let netifs = list_all(&sess, &NETIFS).await?;
     let networks = list_all(&sess, &NETWORKS).await?;
     Ok(build(&hosts, &storages, &links, &netifs, &networks))
+}
+
+/// Reads one host (`None`: the region has no such host any more).
+pub async fn load_host(session: &ServiceSession, host_id: &str) -> Result<Option<HostCandidate>, Error> {
+    if uuid::Uuid::parse_str(host_id).is_err() {
+        return Err(Error::invalid("host", format!("{host_id:?} is not a host id")));
+    }
+    let sess = session.session().await?;
+    let hosts = list_where(&sess, &HOSTS, vec![format!("id.equals({host_id})")]).await?;
+    let links = list_where(&sess, &HOSTSTORAGES, vec![format!("host_id.equals({host_id})")]).await?;
+    let ids: Vec<String> = links.iter().map(|l| s(l, "storage_id")).filter(|i| !i.is_empty()).collect();
+    let storages = if ids.is_empty() {
+        vec![]
+    } else {
+        list_where(&sess, &STORAGES, vec![format!("id.in({})", ids.join(","))]).await?
+    };
+    let netifs = list_where(&sess, &NETIFS, vec![format!("baremetal_id.equals({host_id})")]).await?;
+    Ok(build(&hosts, &storages, &links, &netifs, &[]).hosts.into_iter().next())
 }
 
 /// Builds the snapshot from the region's list answers (pure, for tests).

@@ -112,9 +112,30 @@ impl Scheduler {
         *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
     }
 
-    /// The sessions holding reservations.
-    pub fn pending_sessions(&self) -> Vec<String> {
-        self.pending().by_session.keys().cloned().collect()
+    /// The sessions holding reservations (on `host_id`, or anywhere).
+    pub fn pending_sessions(&self, host_id: Option<&str>) -> Vec<String> {
+        let p = self.pending();
+        p.by_session
+            .iter()
+            .filter(|(_, v)| host_id.is_none_or(|h| v.iter().any(|r| r.host_id == h)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// New data of one host (`None`: it is gone), read after `committed` was: as
+    /// [`Scheduler::set_hosts_committed`] for one host.
+    pub fn set_host_committed(&self, host_id: &str, host: Option<HostCandidate>, committed: &[String]) -> usize {
+        let mut p = self.pending();
+        {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut list: Vec<HostCandidate> = hosts.iter().filter(|h| h.id != host_id).cloned().collect();
+            if let Some(h) = host {
+                list.push(h);
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            *hosts = Arc::new(list);
+        }
+        committed.iter().map(|s| p.release(s, None)).sum()
     }
 
     /// New host data, read after `committed` (sessions whose servers the region had placed
