@@ -339,20 +339,32 @@ fn check(filter: &str, h: &HostCandidate, free: &Free, input: &ScheduleInput) ->
 
 /// How many copies of the request fit in `free` (at most `cap`).
 fn capacity(input: &ScheduleInput, free: &Free, cap: u32) -> u32 {
-    let mut f = free.clone();
-    let mut n = 0;
-    while n < cap {
-        if f.cpu < input.cpu || f.mem < input.mem_mb || place_disks(input, &mut f).is_none() {
-            break;
+    // CPU and memory bound the count arithmetically; so do the disks when there is one (the
+    // common case: each storage holds floor(free / size) of it). Several disks compete for
+    // the same storages, so those are placed one instance at a time, up to that bound.
+    let per = |free: i64, want: i64| if want <= 0 { cap as i64 } else { (free / want).max(0) };
+    let mut bound = per(free.cpu, input.cpu).min(per(free.mem, input.mem_mb)).min(cap as i64);
+    match input.disks.as_slice() {
+        [] => {}
+        [d] => {
+            let fits: i64 = free
+                .storage
+                .iter()
+                .filter(|(_, t, _)| d.backend.is_empty() || *t == d.backend)
+                .map(|(_, _, f)| per(*f, d.size_mb))
+                .sum();
+            bound = bound.min(fits);
         }
-        f.cpu -= input.cpu;
-        f.mem -= input.mem_mb;
-        n += 1;
-        if input.cpu <= 0 && input.mem_mb <= 0 && input.disks.is_empty() {
-            return cap;
+        _ => {
+            let mut f = free.clone();
+            let mut n = 0;
+            while n < bound && place_disks(input, &mut f).is_some() {
+                n += 1;
+            }
+            bound = n;
         }
     }
-    n
+    bound.max(0) as u32
 }
 
 /// `guest-lowload`: 10 x (1 - cpu rate - mem rate) when both are under half.
