@@ -272,6 +272,43 @@ async fn create_failures_land_in_fail_statuses_and_delete_cleans_up() -> Result<
     .await?;
     assert_eq!(ok(&tc, Method::GET, "/networks/tiny", &admin, None).await?["network"]["ports_used"], 0);
     assert!(host.disks().is_empty(), "{:?}", host.disks());
+
+    // Quotas: one more server fits, the next is refused with the numbers.
+    ok(&tc, Method::POST, "/quotas/system", &admin, Some(json!({"quota": {"count": 1, "memory": 1024}}))).await?;
+    fails(
+        &tc,
+        Method::POST,
+        "/servers",
+        &admin,
+        json!({"server": {"name": "q0", "vmem_size": "2g", "disks": ["1g"]}}),
+        400,
+        "quota memory",
+    )
+    .await?;
+    let q1 = create(&tc, &admin, json!({"name": "q1", "vmem_size": 512, "disks": ["1g"]})).await?;
+    fails(
+        &tc,
+        Method::POST,
+        "/servers",
+        &admin,
+        json!({"server": {"name": "q2", "vmem_size": 256, "disks": ["1g"]}}),
+        400,
+        "quota count",
+    )
+    .await?;
+    wait_status(&tc, &admin, &q1, "ready").await?;
+    // A member cannot push a host's status report.
+    let member = tc.member(&admin, "bob", "system").await?;
+    fails(
+        &tc,
+        Method::POST,
+        &format!("/servers/{q1}/status"),
+        &member,
+        json!({"status": "running", "generation": 99}),
+        403,
+        "system",
+    )
+    .await?;
     host.stop().await;
     tc.stop().await
 }
