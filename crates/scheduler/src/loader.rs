@@ -128,6 +128,21 @@ pub async fn load_host(session: &ServiceSession, host_id: &str) -> Result<Option
 /// Builds the snapshot from the region's list answers (pure, for tests).
 pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Value], networks: &[Value]) -> Snapshot {
     let used_storage: HashMap<String, i64> = storages.iter().map(|v| (s(v, "id"), i(v, "used_capacity"))).collect();
+    // Indexes by host, so that building is linear in the lists' sizes.
+    let str_of = |v: &'_ Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut storages_of: HashMap<String, Vec<String>> = HashMap::new();
+    for l in links {
+        storages_of.entry(str_of(l, "host_id")).or_default().push(str_of(l, "storage_id"));
+    }
+    let storages_of: HashMap<&str, Vec<&str>> =
+        storages_of.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+    let mut wires_of: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for n in netifs {
+        let wire = str_of(n, "wire_id");
+        if !wire.is_empty() {
+            wires_of.entry(str_of(n, "baremetal_id")).or_default().insert(wire);
+        }
+    }
     let storages: HashMap<String, StorageCandidate> = storages
         .iter()
         .map(|v| {
@@ -173,19 +188,14 @@ pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Val
                     h.schedtags.extend([s(t, "id"), s(t, "name")].into_iter().filter(|x| !x.is_empty()));
                 }
             }
-            h.storages = links
-                .iter()
-                .filter(|l| s(l, "host_id") == id)
-                .filter_map(|l| storages.get(&s(l, "storage_id")).cloned())
-                .collect();
+            h.storages = storages_of
+                .get(id.as_str())
+                .map(|ids| ids.iter().filter_map(|sid| storages.get(*sid).cloned()).collect())
+                .unwrap_or_default();
             for st in &h.storages {
                 h.used.storage_mb.insert(st.id.clone(), used_storage.get(&st.id).copied().unwrap_or(0));
             }
-            h.wires = netifs
-                .iter()
-                .filter(|n| s(n, "baremetal_id") == id && !s(n, "wire_id").is_empty())
-                .map(|n| s(n, "wire_id"))
-                .collect();
+            h.wires = wires_of.get(id.as_str()).cloned().unwrap_or_default();
             h
         })
         .collect();
