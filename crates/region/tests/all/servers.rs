@@ -175,6 +175,28 @@ async fn server_lifecycle() -> Result<()> {
     assert_eq!(used["network"]["ports_used"], 0, "address freed: {used}");
     let q = ok(&tc, Method::GET, "/quotas/system", &admin, None).await?;
     assert_eq!((q["quota"]["usage"]["count"].as_i64(), q["quota"]["usage"]["storage"].as_i64()), (Some(0), Some(0)));
+
+    // A batch: `count` servers named <name>-1..N, each created and placed on its own.
+    let r = ok(
+        &tc,
+        Method::POST,
+        "/servers",
+        &admin,
+        Some(json!({"server": {"name": "b", "vmem_size": 256,
+        "disks": [format!("{img}:1g")], "nets": ["default"]}, "count": 3})),
+    )
+    .await?;
+    let batch: Vec<String> = r["servers"]
+        .as_array()
+        .context("batch answer")?
+        .iter()
+        .map(|x| x["body"]["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(batch.len(), 3, "{r}");
+    for id in &batch {
+        let s = wait_status(&tc, &admin, id, "ready").await?;
+        assert!(s["name"].as_str().unwrap_or_default().starts_with("b-"), "{s}");
+    }
     host.stop().await;
     tc.stop().await
 }
