@@ -13,6 +13,7 @@
 #   or /cloudpods/{hostname,authorized_keys,password} on the data partition
 #   -> udhcpc on eth0 -> httpd :80, dropbear :22, acpid (power button -> poweroff)
 #   -> one line on ttyS0:  CLOUDPODS-READY hostname=<h> ip=<ip>
+#   -> then fetches latest/meta-data/instance-id from 169.254.169.254 into httpd's /instance-id
 # The qcow2 is cached under a name keyed by the hash of this script: a second run is instant.
 set -euo pipefail
 
@@ -235,6 +236,20 @@ httpd -p 80 -h /www
 dropbear -R -p 22 -P /run/dropbear.pid
 acpid -c /etc/acpi
 echo "CLOUDPODS-READY hostname=$name ip=${addr:-none}" >/dev/ttyS0
+# After the ready line (never delaying it): what the metadata service says, served by httpd.
+if [ -n "$addr" ]; then
+    (for _ in 1 2 3 4 5; do
+        # Not busybox wget: the static build crashes resolving the "http" service name.
+        (printf 'GET /latest/meta-data/instance-id HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n'; sleep 3) |
+            nc 169.254.169.254 80 >/tmp/md.resp 2>>/www/metadata.log
+        if head -n 1 /tmp/md.resp | grep -q ' 200 '; then
+            sed '1,/^\r*$/d' /tmp/md.resp >/www/instance-id
+            break
+        fi
+        head -n 1 /tmp/md.resp >>/www/metadata.log
+        sleep 1
+    done) >/dev/null 2>&1 &
+fi
 EOF
 chmod 755 "$R/etc/init.d/rcS"
 

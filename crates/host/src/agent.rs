@@ -100,18 +100,28 @@ impl Agent {
 
     async fn start_metadata(self: &Arc<Self>) -> Result<(), String> {
         let port = self.cfg.metadata_port;
-        let l = net::in_netns(self.net.netns.clone(), move || {
-            let l = std::net::TcpListener::bind((net::METADATA_IP, port))?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        })
-        .await
-        .map_err(|e| format!("metadata service on {}:{port}: {e}", net::METADATA_IP))?;
+        // A previous agent in this process may still be releasing the port: retry briefly.
+        let mut tries = 0;
+        let l = loop {
+            let r = net::in_netns(self.net.netns.clone(), move || {
+                let l = std::net::TcpListener::bind((net::METADATA_IP, port))?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .await;
+            match r {
+                Ok(l) => break l,
+                Err(e) if tries >= 20 => {
+                    return Err(format!("metadata service on {}:{port}: {e}", net::METADATA_IP));
+                }
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
         let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
-        let lookup: Arc<dyn GuestLookup> = self.clone();
-        let weak = Arc::downgrade(self);
-        drop(lookup);
-        let app = crate::metadata::router(Arc::new(WeakLookup(weak)));
+        let app = crate::metadata::router(Arc::new(WeakLookup(Arc::downgrade(self))));
         let h = tokio::spawn(async move {
             let _ = axum::serve(l, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
         });
