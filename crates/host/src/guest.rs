@@ -391,7 +391,7 @@ impl Guest {
                 let q = self.qmp().await?;
                 q.device_del(&format!("disk-{}", d.index)).await.map_err(|e| e.to_string())?;
                 // The guest releases the device asynchronously; the nodes go once it has.
-                for _ in 0..50 {
+                for _ in 0..200 {
                     if q.blockdev_del(&qemu::drive_node(d.index)).await.is_ok() {
                         let _ = q.blockdev_del(&format!("file-{}", d.index)).await;
                         break;

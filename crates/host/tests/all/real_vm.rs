@@ -74,6 +74,9 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
 
     // Server: create (config drive), then start.
     let gid = format!("g{pid}");
+    let key = dir.join("id_ed25519");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "test@cloudpods", "-f"]).arg(&key))?;
+    let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
     let desc = json!({
         "id": gid, "name": "vm-e2e", "uuid": gid, "hostname": "vm-e2e", "vcpu_count": 1, "vmem_size": 256,
         "boot_order": "cdn",
@@ -82,7 +85,7 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
         "nics": [{"index": 0, "mac": "00:22:aa:10:00:0a", "ip": "10.99.0.10", "masklen": 24, "gateway": "10.99.0.1",
                   "dns": "10.99.0.1", "bridge": "brtest0", "wire_id": "w1", "network_id": "n1", "vlan": 1,
                   "ifname": format!("vn{pid}")}],
-        "pubkey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostAgentTestKey test@cloudpods",
+        "pubkey": pubkey.trim(),
         "password": "Test-pw-123",
     });
     let cb = c
@@ -125,6 +128,33 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // SSH with the injected key, and with the injected password.
+    let ssh = Ssh { netns: netns.clone(), key: key.clone(), dir: dir.clone() };
+    assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
+    assert_eq!(ssh.run_password("Test-pw-123", "echo pw-ok")?.trim(), "pw-ok");
+
+    // Hotplug a data disk into the running guest, then unplug it.
+    c.call(
+        reqwest::Method::POST,
+        "/disks/s1/create/disk-2",
+        Some(json!({"disk": {"size": 48, "format": "qcow2"}})),
+        long,
+    )
+    .await?;
+    let mut desc2 = desc.clone();
+    desc2["disks"].as_array_mut().context("disks")?.push(json!({"index": 1, "disk_id": "disk-2", "size": 48,
+        "format": "qcow2", "driver": "virtio", "storage_id": "s1"}));
+    let t = Instant::now();
+    c.call(reqwest::Method::POST, &format!("/servers/{gid}/sync"), Some(json!({"desc": desc2})), long).await?;
+    // /proc/partitions counts 1 KiB blocks: 48 MiB = 49152.
+    wait_guest(&ssh, "cat /proc/partitions", |o| o.contains(" 49152 "), Duration::from_secs(30)).await?;
+    eprintln!("hot-plugged disk visible in the guest after {:?}", t.elapsed());
+    let t = Instant::now();
+    c.call(reqwest::Method::POST, &format!("/servers/{gid}/sync"), Some(json!({"desc": desc})), long).await?;
+    wait_guest(&ssh, "cat /proc/partitions", |o| !o.contains(" 49152 "), Duration::from_secs(30)).await?;
+    eprintln!("unplugged disk gone from the guest after {:?}", t.elapsed());
+    c.call(reqwest::Method::POST, "/disks/s1/delete/disk-2", Some(json!({})), long).await?;
 
     // Stop by ACPI power button: QEMU exits, status ready.
     let qemu_pid: i32 = std::fs::read_to_string(dir.join("servers").join(&gid).join("qemu.pid"))?.trim().parse()?;
@@ -182,4 +212,59 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     built.agent.shutdown().await;
     eprintln!("real VM lifecycle test took {:?}", t_all.elapsed());
     Ok(())
+}
+
+/// ssh into the guest from inside the namespace.
+struct Ssh {
+    netns: String,
+    key: PathBuf,
+    dir: PathBuf,
+}
+
+impl Ssh {
+    fn base(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "ssh", "-o", "StrictHostKeyChecking=no", "-o"]).args([
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
+        c
+    }
+
+    fn run_key(&self, cmd: &str) -> Result<String> {
+        let mut c = self.base();
+        c.args(["-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-i"])
+            .arg(&self.key)
+            .args(["root@10.99.0.10", cmd]);
+        sh(&mut c)
+    }
+
+    /// Password login, the password given through SSH_ASKPASS (no sshpass needed).
+    fn run_password(&self, password: &str, cmd: &str) -> Result<String> {
+        let askpass = self.dir.join("askpass.sh");
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n"))?;
+        sh(Command::new("chmod").arg("700").arg(&askpass))?;
+        let mut c = self.base();
+        c.env("SSH_ASKPASS", &askpass).env("SSH_ASKPASS_REQUIRE", "force").env("DISPLAY", ":0");
+        c.args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"])
+            .args(["-o", "NumberOfPasswordPrompts=1", "root@10.99.0.10", cmd])
+            .stdin(std::process::Stdio::null());
+        sh(&mut c)
+    }
+}
+
+/// Polls a command in the guest until its output satisfies `ok`.
+async fn wait_guest(ssh: &Ssh, cmd: &str, ok: impl Fn(&str) -> bool, within: Duration) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let out = ssh.run_key(cmd);
+        if out.as_deref().is_ok_and(&ok) {
+            return Ok(());
+        }
+        ensure!(t.elapsed() < within, "guest: {cmd} never matched within {within:?}: {out:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
