@@ -143,13 +143,20 @@ impl Guest {
         }
     }
 
-    /// Notices a QEMU that went away on its own (guest poweroff, crash).
+    /// Notices a QEMU that went away on its own: a guest that powered itself off (QEMU sent
+    /// a `SHUTDOWN` event first) is `ready`; one that vanished without it `crashed`.
     async fn watch(&mut self) {
         if matches!(self.status, GuestStatus::Running | GuestStatus::Paused) && self.pid().is_none() {
-            tracing::info!(guest = self.id(), "QEMU exited: guest is ready (stopped)");
+            let events = match self.qmp.as_mut() {
+                Some(q) => q.drain_events(Duration::from_millis(50)).await,
+                None => vec![],
+            };
+            let clean = events.iter().any(|e| e.get("event").and_then(Value::as_str) == Some("SHUTDOWN"));
+            let status = if clean { GuestStatus::Ready } else { GuestStatus::Crashed };
+            tracing::warn!(guest = self.id(), status = %status, "QEMU exited on its own");
             self.qmp = None;
             let _ = std::fs::remove_file(self.paths.pidfile());
-            self.set_status(GuestStatus::Ready);
+            self.set_status(status);
         }
     }
 

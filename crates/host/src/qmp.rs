@@ -111,6 +111,26 @@ impl Qmp {
         }
     }
 
+    /// Reads what QEMU already sent (events) until the connection closes or nothing more
+    /// arrives within `quiet`; returns every event seen on this connection.
+    pub async fn drain_events(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match tokio::time::timeout(quiet, self.reader.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    if let Ok(v) = serde_json::from_str::<Value>(line.trim())
+                        && v.get("event").is_some()
+                    {
+                        self.events.push(v);
+                    }
+                }
+                _ => break,
+            }
+        }
+        std::mem::take(&mut self.events)
+    }
+
     pub async fn cont(&mut self) -> Result<(), QmpError> {
         self.execute("cont", None).await.map(drop)
     }

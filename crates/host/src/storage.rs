@@ -75,11 +75,14 @@ impl LocalStorage {
         for d in [&disks_dir, &cache_dir] {
             std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
-        // Leftovers of downloads cut short by a crash are never used: remove them.
-        if let Ok(rd) = std::fs::read_dir(&cache_dir) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().contains(".part-") {
-                    let _ = std::fs::remove_file(e.path());
+        // Leftovers of downloads and disk creations cut short by a crash are never used.
+        for (dir, mark) in [(&cache_dir, ".part-"), (&disks_dir, ".creating")] {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    if n.starts_with('.') && n.contains(mark) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
                 }
             }
         }

@@ -184,8 +184,21 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     let page = in_netns(&netns, &["curl", "-sS", "--max-time", "5", "http://10.99.0.10/"])?;
     assert!(page.contains("hostname=vm-e2e"), "{page}");
 
-    // Delete: QEMU, tap, lease and directory gone; then the disk.
+    // QEMU killed behind the agent's back: the guest is reported crashed (no SHUTDOWN event).
     let qemu_pid: i32 = std::fs::read_to_string(dir.join("servers").join(&gid).join("qemu.pid"))?.trim().parse()?;
+    // SAFETY: the QEMU this test started (its pidfile).
+    unsafe { libc::kill(qemu_pid, libc::SIGKILL) };
+    let t = Instant::now();
+    loop {
+        let st = c.call(reqwest::Method::GET, &format!("/servers/{gid}/status"), None, long).await?;
+        if st["status"] == "crashed" {
+            break;
+        }
+        ensure!(t.elapsed() < Duration::from_secs(10), "killed QEMU never reported crashed: {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Delete: QEMU, tap, lease and directory gone; then the disk.
     let cb = c.call(reqwest::Method::POST, &format!("/servers/{gid}/delete"), Some(json!({})), long).await?;
     assert_eq!(cb["server_id"], gid.as_str());
     assert!(!host::guest::qemu_alive(qemu_pid, &gid));
