@@ -79,6 +79,8 @@ pub struct HostConfig {
     pub ping_interval_seconds: u64,
     /// Host NICs to bind to wires at registration: `wire=bridge` (e.g. `default=br0`).
     pub wires: Vec<String>,
+    /// `cloudpods aio` only: run a host agent inside aio (`--set host.enabled=true`).
+    pub enabled: bool,
 }
 
 impl Default for HostConfig {
@@ -100,6 +102,7 @@ impl Default for HostConfig {
             register: true,
             ping_interval_seconds: 10,
             wires: vec![],
+            enabled: false,
         }
     }
 }
