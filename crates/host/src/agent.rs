@@ -39,6 +39,7 @@ pub struct Agent {
     vnc: Mutex<BTreeMap<String, u16>>,
     dhcp: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
     bg: Mutex<Vec<JoinHandle<()>>>,
+    bridges: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Agent {
@@ -69,6 +70,7 @@ impl Agent {
             vnc: Mutex::new(BTreeMap::new()),
             dhcp: tokio::sync::Mutex::new(HashMap::new()),
             bg: Mutex::new(vec![]),
+            bridges: Mutex::new(Default::default()),
         }))
     }
 
@@ -230,7 +232,12 @@ impl Agent {
                 (Some(_), Some(g)) => Some(format!("{g}/{}", nic.masklen)),
                 _ => None,
             };
-            self.net.ensure_bridge(&bridge, addr.as_deref()).await.map_err(|e| e.to_string())?;
+            // Each bridge (with its address) is set up once per agent run.
+            let key = format!("{bridge} {}", addr.as_deref().unwrap_or_default());
+            if !self.bridges.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+                self.net.ensure_bridge(&bridge, addr.as_deref()).await.map_err(|e| e.to_string())?;
+                self.bridges.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            }
             self.ensure_dhcp(&bridge, gw.unwrap_or(Ipv4Addr::new(169, 254, 169, 254))).await?;
             let tap = qemu::tap_name(&desc.id, nic);
             self.net.ensure_tap(&tap, &bridge).await.map_err(|e| e.to_string())?;

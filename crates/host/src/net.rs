@@ -87,15 +87,11 @@ impl Net {
 
     /// Creates the tap `tap` (persistent, for QEMU to open) in `bridge`.
     pub async fn ensure_tap(&self, tap: &str, bridge: &str) -> Result<(), NetError> {
-        if !self.link_exists(tap).await {
-            match self.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]).await {
-                Err(NetError::Ip { stderr, .. }) if stderr.contains("exists") || stderr.contains("busy") => {}
-                r => r.map(drop)?,
-            }
+        match self.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]).await {
+            Err(NetError::Ip { stderr, .. }) if stderr.contains("exists") || stderr.contains("busy") => {}
+            r => r.map(drop)?,
         }
-        self.ip(&["link", "set", tap, "master", bridge]).await?;
-        self.ip(&["link", "set", tap, "up"]).await?;
-        Ok(())
+        self.ip(&["link", "set", "dev", tap, "master", bridge, "up"]).await.map(drop)
     }
 
     /// Removes a tap; one already gone is fine.
