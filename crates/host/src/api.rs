@@ -20,6 +20,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cloudcommon::auth::UserCred;
 use cloudcommon::service::ServiceState;
 use serde_json::Value;
 
@@ -34,6 +35,21 @@ pub fn routes() -> Router<Arc<ServiceState>> {
         .route("/disks/image_cache", post(image_cache))
         .route("/disks/{storage}/{action}/{disk}", post(disk_call))
         .route("/host/status", get(host_status))
+        .route_layer(axum::middleware::from_fn(require_system_admin))
+}
+
+/// Only the control plane drives an agent: an admin of project `system` (the region's and
+/// other services' accounts, sysadmin). Any other valid token gets 403.
+pub fn is_system_admin(cred: &UserCred) -> bool {
+    cred.project == apis::identity::SYSTEM_PROJECT && cred.has_role(apis::identity::ADMIN_ROLE)
+}
+
+async fn require_system_admin(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match req.extensions().get::<Arc<UserCred>>() {
+        Some(c) if is_system_admin(c) => next.run(req).await,
+        Some(c) => Error::Forbidden(format!("user {} may not drive a host agent", c.user)).into_response(),
+        None => Error::Unauthorized("missing X-Auth-Token".into()).into_response(),
+    }
 }
 
 fn agent(state: &ServiceState) -> Result<Arc<Agent>, Error> {
@@ -206,4 +222,20 @@ async fn host_status(State(state): St) -> Result<Json<Value>, Error> {
         "memory_used_mb": a.memory_used_mb(),
         "leases": a.leases.len(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_system_admins_drive_the_agent() {
+        let mut c = UserCred { project: "system".into(), roles: vec!["admin".into()], ..Default::default() };
+        assert!(is_system_admin(&c));
+        c.project = "demo".into();
+        assert!(!is_system_admin(&c), "an admin of another project");
+        c.project = "system".into();
+        c.roles = vec!["member".into()];
+        assert!(!is_system_admin(&c));
+    }
 }

@@ -28,6 +28,8 @@ impl TokenVerifier for Verifier {
         Ok(Arc::new(UserCred {
             user_id: "u".into(),
             user: "sysadmin".into(),
+            project: "system".into(),
+            roles: vec!["admin".into()],
             system_scoped: true,
             expires_at: "2999-01-01T00:00:00.000000Z".into(),
             token_hash: cloudcommon::auth::token_hash(token),

@@ -52,7 +52,7 @@ async fn registers_with_the_region_and_caches_from_glance() -> Result<()> {
     let again = host::region::register(built.agent.clone(), session.clone(), &url).await.map_err(anyhow::Error::msg)?;
     assert_eq!(again.host_id, reg.host_id);
 
-    // Callers are authenticated by keystone.
+    // Callers are authenticated by keystone, and only system admins drive an agent.
     let r = tc
         .http
         .post(format!("{url}/disks/image_cache"))
@@ -61,6 +61,26 @@ async fn registers_with_the_region_and_caches_from_glance() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status().as_u16(), 401);
+    let member = tc.member(&admin, "hostuser", "hostproj").await?;
+    let r = tc.http.get(format!("{url}/host/status")).header("X-Auth-Token", &member).send().await?;
+    assert_eq!(r.status().as_u16(), 403);
+    let r = tc.http.get(format!("{url}/host/status")).header("X-Auth-Token", &admin).send().await?;
+    let st: serde_json::Value = r.json().await?;
+    assert_eq!(st["accelerator"], want, "{st}");
+    // Bad calls are refused synchronously (no callback will come).
+    let bad = |path: &str, headers: bool, body: serde_json::Value| {
+        let mut r = tc.http.post(format!("{url}{path}")).header("X-Auth-Token", &admin);
+        if headers {
+            r = r.header("X-Task-Id", "t1").header("X-Task-Notify-Url", "http://127.0.0.1:9/tasks/t1");
+        }
+        r.json(&body).send()
+    };
+    assert_eq!(bad("/servers/g1/start", false, json!({})).await?.status().as_u16(), 400, "no task headers");
+    assert_eq!(bad("/servers/g1/create", true, json!({"desc": 1})).await?.status().as_u16(), 400, "bad desc");
+    assert_eq!(bad("/servers/..%2Fx/create", true, json!({})).await?.status().as_u16(), 400, "bad id");
+    assert_eq!(bad("/servers/g1/fly", true, json!({})).await?.status().as_u16(), 404);
+    assert_eq!(bad("/servers/unknown/stop", true, json!({})).await?.status().as_u16(), 404);
+    assert_eq!(bad("/disks/s1/create/d1", true, json!({"disk": "x"})).await?.status().as_u16(), 400);
 
     // An image cached from glance: the agent's service token, glance's MD5.
     let data = std::fs::read(prerequisites()?)?;
