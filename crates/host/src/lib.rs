@@ -11,6 +11,7 @@
 //! | [`dhcp`] | the DHCP responder: each guest MAC gets the address the region assigned |
 //! | [`metadata`] | 169.254.169.254: OpenStack and EC2 metadata paths |
 //! | [`deploy`] | host-deployer: config drive (`config-2`), behind the `Deployer` trait |
+//! | [`fsdeploy`] | host-deployer, direct: the guest's filesystem through a FUSE export + debugfs |
 //! | [`guest`] | one owner task per guest; pidfile + QMP re-adoption; generations |
 //! | [`agent`] | the guest table and shared parts; callbacks |
 //! | [`api`] | the HTTP contract behind the framework's auth layer |
@@ -21,6 +22,7 @@ pub mod agent;
 pub mod api;
 pub mod deploy;
 pub mod dhcp;
+pub mod fsdeploy;
 pub mod guest;
 pub mod metadata;
 pub mod net;
@@ -81,6 +83,9 @@ pub struct HostConfig {
     pub wires: Vec<String>,
     /// `cloudpods aio` only: run a host agent inside aio (`--set host.enabled=true`).
     pub enabled: bool,
+    /// How guests are customised before boot: `config-drive`, `direct` (write into the root
+    /// disk's filesystem), or `both`.
+    pub deployer: String,
 }
 
 impl Default for HostConfig {
@@ -103,6 +108,7 @@ impl Default for HostConfig {
             ping_interval_seconds: 10,
             wires: vec![],
             enabled: false,
+            deployer: "config-drive".into(),
         }
     }
 }
@@ -141,7 +147,14 @@ pub async fn build(
 ) -> Result<Built, Error> {
     let accel = accel::detect(cfg.accelerator);
     tracing::info!(accelerator = %accel, netns = cfg.netns, "host agent starting");
-    let agent = Agent::new(cfg, accel, token, Arc::new(deploy::ConfigDrive)).map_err(Error::Internal)?;
+    let direct = || Box::new(fsdeploy::DirectDeployer { disks_dir: cfg.disks_dir() }) as Box<dyn deploy::Deployer>;
+    let deployer: Arc<dyn deploy::Deployer> = match cfg.deployer.as_str() {
+        "config-drive" | "" => Arc::new(deploy::ConfigDrive),
+        "direct" => Arc::from(direct()),
+        "both" => Arc::new(fsdeploy::Both(vec![Box::new(deploy::ConfigDrive), direct()])),
+        other => return Err(Error::invalid("deployer", format!("{other:?} is not one of config-drive, direct, both"))),
+    };
+    let agent = Agent::new(cfg, accel, token, deployer).map_err(Error::Internal)?;
     agent.start().await.map_err(Error::Unavailable)?;
     // The framework's state wants a database; the agent keeps its state in files.
     let db = Db::connect("sqlite::memory:").await?;

@@ -281,3 +281,74 @@ async fn wait_guest(ssh: &Ssh, cmd: &str, ok: impl Fn(&str) -> bool, within: Dur
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// host-deployer's direct mode: no config drive; hostname, key and password written into the
+/// root disk's filesystem (FUSE export + debugfs) before the first boot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_deploy_without_config_drive() -> Result<()> {
+    let image = prerequisites()?;
+    let pid = std::process::id();
+    let netns = format!("cphdir-{pid}");
+    let dir = std::env::temp_dir().join(format!("cloudpods-host-direct-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
+    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let (fake, cbs) = fake_services(std::fs::read(&image)?).await?;
+    let mut cfg = test_config(&dir, &netns);
+    cfg.deployer = "direct".into();
+    let (built, url) = start_agent_with(cfg, std::sync::Arc::new(Verifier), std::sync::Arc::new(AgentToken)).await?;
+    let c =
+        Client { http: reqwest::Client::new(), agent: url, fake: fake.clone(), cbs, n: 0.into(), token: TOKEN.into() };
+    let long = Duration::from_secs(90);
+    let post = reqwest::Method::POST;
+    let src = format!("{fake}/image");
+    c.call(
+        post.clone(),
+        "/disks/image_cache",
+        Some(json!({"disk": {"image_id": "img", "storagecache_id": "sc", "src_url": src}})),
+        long,
+    )
+    .await?;
+    c.call(
+        post.clone(),
+        "/disks/s1/create/dd-1",
+        Some(json!({"disk": {"size": 128, "format": "qcow2", "image_id": "img"}})),
+        long,
+    )
+    .await?;
+    let key = dir.join("id_ed25519");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key))?;
+    let gid = format!("d{pid}");
+    let desc = json!({
+        "id": gid, "name": "vm-direct", "uuid": gid, "hostname": "vm-direct", "vcpu_count": 1, "vmem_size": 256,
+        "disks": [{"index": 0, "disk_id": "dd-1", "size": 128, "format": "qcow2", "driver": "virtio",
+                   "image_id": "img", "storage_id": "s1"}],
+        "nics": [{"index": 0, "mac": "00:22:aa:10:00:0b", "ip": "10.99.0.10", "masklen": 24, "gateway": "10.99.0.1",
+                  "dns": "", "bridge": "brtest1", "wire_id": "w1", "network_id": "n1", "vlan": 1, "ifname": ""}],
+        "pubkey": std::fs::read_to_string(key.with_extension("pub"))?.trim(),
+        "password": "Direct-pw-1",
+    });
+    let t = Instant::now();
+    let cb = c
+        .call(
+            post.clone(),
+            &format!("/servers/{gid}/create"),
+            Some(json!({"desc": desc, "action": "create", "on_finish": "none"})),
+            long,
+        )
+        .await?;
+    eprintln!("direct deploy + start callback after {:?}", t.elapsed());
+    assert_eq!((cb["status"].as_str(), cb["os"].as_str()), (Some("running"), Some("Linux")), "{cb}");
+    assert!(!dir.join("servers").join(&gid).join("config-drive.iso").exists(), "no config drive in direct mode");
+    let (line, boot) = wait_ready(&dir.join("servers").join(&gid).join("serial.log"), t, long).await?;
+    eprintln!("direct deploy: ready line after {boot:?}: {line}");
+    assert_eq!(line, "CLOUDPODS-READY hostname=vm-direct ip=10.99.0.10");
+    let ssh = Ssh { netns: netns.clone(), key, dir: dir.clone() };
+    assert_eq!(ssh.run_key("hostname")?.trim(), "vm-direct");
+    assert_eq!(ssh.run_password("Direct-pw-1", "echo pw-ok")?.trim(), "pw-ok");
+    c.call(post.clone(), &format!("/servers/{gid}/delete"), Some(json!({})), long).await?;
+    c.call(post, "/disks/s1/delete/dd-1", Some(json!({})), long).await?;
+    built.agent.shutdown().await;
+    Ok(())
+}
