@@ -4,11 +4,13 @@
 //! cargo xtask bench                     every benchmark
 //! cargo xtask bench keystone            token validate/issue throughput, latency, aio RSS
 //! cargo xtask bench glance              1 GiB image upload vs dd, server RSS (--size-mib N)
+//! cargo xtask bench compute             scheduler and server-list at 10,000 hosts / 100,000 servers
 //! cargo xtask bench --duration 10       measure validation for 10 s instead of 5
 //! ```
 //! What is measured and how: see [`bench`] and [`bench_glance`].
 
 mod bench;
+mod bench_compute;
 mod bench_glance;
 
 use clap::{Parser, Subcommand};

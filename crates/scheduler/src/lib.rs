@@ -79,8 +79,14 @@ impl SchedulerService {
     pub async fn refresh(&self) -> Result<(), Error> {
         let Some(session) = &self.session else { return Ok(()) };
         let _g = self.refresh_lock.lock().await;
+        // Which reserved servers the region has placed, asked before the hosts are read.
+        let sessions = self.scheduler.pending_sessions();
+        let committed = loader::committed(session, &sessions).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot ask the region which reservations it committed");
+            vec![]
+        });
         let snap = loader::load(session).await?;
-        self.scheduler.set_hosts(snap.hosts);
+        self.scheduler.set_hosts_committed(snap.hosts, &committed);
         *self.networks.lock().unwrap_or_else(|e| e.into_inner()) = snap.networks;
         Ok(())
     }

@@ -2,8 +2,8 @@
 //!
 //! One refresh lists hosts (with details: schedtags), storages, hoststorages, netinterfaces
 //! and networks, and builds [`HostCandidate`]s plus the network -> wire map. Committed usage
-//! is zero until servers exist; then the refresh adds each host's servers and disks
-//! ([`HostCandidate::used`], `creating`).
+//! comes from the region's details: a host's `cpu_commit`, `mem_commit` and
+//! `creating_guest_count` (its servers), a storage's `used_capacity` (its disks).
 
 use std::collections::HashMap;
 
@@ -64,6 +64,33 @@ fn f(v: &Value, k: &str, d: f64) -> f64 {
     v.get(k).and_then(Value::as_f64).filter(|x| *x > 0.0).unwrap_or(d)
 }
 
+const SERVERS: ResourceManager = ResourceManager::new("compute_v2", "server", "servers");
+
+/// Of these sessions, those naming a server the region has placed on a host (the region
+/// schedules a server with its id as session).
+pub async fn committed(session: &ServiceSession, sessions: &[String]) -> Result<Vec<String>, Error> {
+    let ids: Vec<&String> = sessions.iter().filter(|s| uuid::Uuid::parse_str(s).is_ok()).collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let sess = session.session().await?;
+    let mut out = vec![];
+    for chunk in ids.chunks(100) {
+        let list = chunk.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+        let p = ListParams {
+            limit: Some(chunk.len() as u64),
+            details: Some(false),
+            scope: Some("system".into()),
+            filters: vec![format!("id.in({list})"), "host_id.isnotempty()".into()],
+            extra: vec![("pending_delete".into(), "all".into())],
+            ..ListParams::default()
+        };
+        let r = SERVERS.list(&sess, &p).await.map_err(to_api_error)?;
+        out.extend(r.data.iter().map(|v| s(v, "id")));
+    }
+    Ok(out)
+}
+
 /// Reads the region's hosts, storages, NICs and networks.
 pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
     let sess = session.session().await?;
@@ -77,6 +104,7 @@ pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
 
 /// Builds the snapshot from the region's list answers (pure, for tests).
 pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Value], networks: &[Value]) -> Snapshot {
+    let used_storage: HashMap<String, i64> = storages.iter().map(|v| (s(v, "id"), i(v, "used_capacity"))).collect();
     let storages: HashMap<String, StorageCandidate> = storages
         .iter()
         .map(|v| {
@@ -109,8 +137,11 @@ pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Val
                 mem_size_mb: i(v, "mem_size"),
                 mem_reserved_mb: i(v, "mem_reserved"),
                 mem_cmtbound: f(v, "mem_cmtbound", 1.0),
+                creating: i(v, "creating_guest_count"),
                 ..HostCandidate::default()
             };
+            h.used.cpu = i(v, "cpu_commit");
+            h.used.mem_mb = i(v, "mem_commit");
             if s(v, "resource_type") == "dedicated" {
                 h.owner_project = Some(s(v, "tenant_id")).filter(|p| !p.is_empty());
             }
@@ -124,6 +155,9 @@ pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Val
                 .filter(|l| s(l, "host_id") == id)
                 .filter_map(|l| storages.get(&s(l, "storage_id")).cloned())
                 .collect();
+            for st in &h.storages {
+                h.used.storage_mb.insert(st.id.clone(), used_storage.get(&st.id).copied().unwrap_or(0));
+            }
             h.wires = netifs
                 .iter()
                 .filter(|n| s(n, "baremetal_id") == id && !s(n, "wire_id").is_empty())

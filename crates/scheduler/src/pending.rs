@@ -13,7 +13,10 @@
 //!   its session, by a host-wide clean-cache, or expires;
 //! * forecasts read the same table but never reserve;
 //! * clean-cache reloads the hosts before it releases, so a committed server is counted by
-//!   the host data before its reservation stops counting.
+//!   the host data before its reservation stops counting;
+//! * a reload also drops the reservations of sessions the region has committed (the region
+//!   uses the server's id as session; [`Scheduler::set_hosts_committed`]), so a server is
+//!   never counted twice for long: the sessions are checked before the hosts are read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -107,6 +110,19 @@ impl Scheduler {
 
     pub fn set_hosts(&self, hosts: Vec<HostCandidate>) {
         *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
+    }
+
+    /// The sessions holding reservations.
+    pub fn pending_sessions(&self) -> Vec<String> {
+        self.pending().by_session.keys().cloned().collect()
+    }
+
+    /// New host data, read after `committed` (sessions whose servers the region had placed
+    /// on a host) was: their usage is in `hosts` now, so their reservations go.
+    pub fn set_hosts_committed(&self, hosts: Vec<HostCandidate>, committed: &[String]) -> usize {
+        let mut p = self.pending();
+        self.set_hosts(hosts);
+        committed.iter().map(|s| p.release(s, None)).sum()
     }
 
     pub fn hosts(&self) -> Arc<Vec<HostCandidate>> {
