@@ -420,13 +420,19 @@ pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
     // host: a real host agent, when asked for (`--set host.enabled=true`, root, QEMU).
     let host_cfg = host::HostConfig {
         common: CommonOptions {
-            port: if ephemeral_ports { 0 } else { host::DEFAULT_PORT.saturating_add(args.port_offset) },
+            port: match &ports {
+                Ports::Default => host::DEFAULT_PORT.saturating_add(args.port_offset),
+                Ports::Ephemeral => 0,
+                Ports::Fixed(m) => m.get("host").copied().unwrap_or(0),
+            },
             data_dir: data_dir.join("host"),
             admin_user: keystone::bootstrap::ADMIN_USER.into(),
             admin_password: secrets.admin_password.clone(),
             ..common(&COMPONENTS[3])
         },
         region_url: urls["region"].clone(),
+        // A NIC on the default wire, so the scheduler can place servers of the default network.
+        wires: vec![format!("{}=br0", region::geo::DEFAULT_WIRE)],
         ..Default::default()
     };
     let host_cfg = with_sets(host_cfg, "host", &args.sets)?;

@@ -79,7 +79,9 @@ pub struct HostConfig {
     /// Register with the region and heartbeat.
     pub register: bool,
     pub ping_interval_seconds: u64,
-    /// Host NICs to bind to wires at registration: `wire=bridge` (e.g. `default=br0`).
+    /// Host NICs to bind to wires at registration: `wire=bridge` (e.g. `bcast0=br0`); a list,
+    /// or one string with commas (`--set wires=bcast0=br0,w2=br1`).
+    #[serde(deserialize_with = "list_or_csv")]
     pub wires: Vec<String>,
     /// `cloudpods aio` only: run a host agent inside aio (`--set host.enabled=true`).
     pub enabled: bool,
@@ -131,6 +133,20 @@ impl HostConfig {
     }
 }
 
+/// A list of strings, or one comma-separated string.
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match L::deserialize(d)? {
+        L::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        L::Many(v) => v,
+    })
+}
+
 pub struct Built {
     pub state: Arc<ServiceState>,
     pub agent: Arc<Agent>,
@@ -163,4 +179,25 @@ pub async fn build(
     let _ = state.extension.set(ext);
     let app = cloudcommon::service::app(state.clone(), "", api::routes(), Router::new());
     Ok(Built { state, agent, app })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_from_sets() {
+        let c: HostConfig = cloudcommon::config::load_from(
+            None,
+            &[],
+            &["wires=bcast0=br0, w2=br1".into(), "accelerator=tcg".into(), "netns=t1".into()],
+        )
+        .unwrap();
+        assert_eq!(c.wires, ["bcast0=br0", "w2=br1"]);
+        assert_eq!(c.accelerator, accel::AccelSetting::Tcg);
+        // The port stays 0 here, as for every service: `cloudpods host` puts in DEFAULT_PORT.
+        assert_eq!((c.netns.as_str(), c.deployer.as_str()), ("t1", "config-drive"));
+        let t: HostConfig = toml::from_str("wires = [\"a=b\"]\n").unwrap();
+        assert_eq!(t.wires, ["a=b"]);
+    }
 }

@@ -110,7 +110,7 @@ pub async fn register(
     for w in &agent.cfg.wires {
         let Some((wire, bridge)) = w.split_once('=') else { continue };
         let mac = host_mac(&format!("{name}/{bridge}"));
-        let b = json!({"mac": mac, "wire": wire, "bridge": bridge, "interface": bridge});
+        let b = json!({"host": {"mac": mac, "wire": wire, "bridge": bridge, "interface": bridge}});
         send(&http, reqwest::Method::POST, &format!("{region}/hosts/{host_id}/add-netif"), &token, Some(b)).await?;
     }
     tracing::info!(host_id, storage_id, accelerator = %agent.accel, "registered with the region");
