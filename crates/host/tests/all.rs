@@ -3,6 +3,8 @@
 
 #[path = "all/common.rs"]
 mod common;
+#[path = "all/e2e.rs"]
+mod e2e;
 #[path = "all/real_vm.rs"]
 mod real_vm;
 #[path = "all/registration.rs"]

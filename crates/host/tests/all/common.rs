@@ -102,7 +102,7 @@ impl Drop for Cleanup {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).stderr(std::process::Stdio::null()).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
