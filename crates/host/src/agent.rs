@@ -40,6 +40,8 @@ pub struct Agent {
     dhcp: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
     bg: Mutex<Vec<JoinHandle<()>>>,
     bridges: Mutex<std::collections::HashSet<String>>,
+    /// The region's URL once registered: where unsolicited status reports go.
+    pub region_url: std::sync::OnceLock<String>,
 }
 
 impl Agent {
@@ -71,6 +73,7 @@ impl Agent {
             dhcp: tokio::sync::Mutex::new(HashMap::new()),
             bg: Mutex::new(vec![]),
             bridges: Mutex::new(Default::default()),
+            region_url: std::sync::OnceLock::new(),
         }))
     }
 
@@ -276,6 +279,36 @@ impl Agent {
                     guest_id: desc.id.clone(),
                 },
             );
+        }
+    }
+
+    /// Tells the region about a change nobody asked for (a guest that powered itself off or
+    /// crashed, a guest re-adopted at start): `POST <region>/servers/<id>/status`. The region
+    /// applies it only if `generation` is newer than what it has; failures are only logged.
+    pub(crate) fn push_status(&self, id: &str, status: GuestStatus, generation: u64) {
+        let Some(region) = self.region_url.get().cloned() else { return };
+        let (http, token, id) = (self.http.clone(), self.token.clone(), id.to_string());
+        tokio::spawn(async move {
+            let Ok(t) = token.token().await else { return };
+            let body = serde_json::json!({"server": {"status": status, "generation": generation}});
+            let r =
+                http.post(format!("{region}/servers/{id}/status")).header("X-Auth-Token", t).json(&body).send().await;
+            match r {
+                Ok(resp) if resp.status().is_success() => {
+                    tracing::info!(guest = id, status = %status, generation, "status pushed to the region")
+                }
+                Ok(resp) => tracing::warn!(guest = id, "status push answered {}", resp.status()),
+                Err(e) => tracing::warn!(guest = id, "status push failed: {e}"),
+            }
+        });
+    }
+
+    /// Pushes every guest's current status (after registration: re-adopted guests).
+    pub fn push_all(&self) {
+        let all: Vec<(String, (GuestStatus, u64))> =
+            self.statuses.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (id, (s, g)) in all {
+            self.push_status(&id, s, g);
         }
     }
 

@@ -157,6 +157,7 @@ impl Guest {
             self.qmp = None;
             let _ = std::fs::remove_file(self.paths.pidfile());
             self.set_status(status);
+            self.agent.push_status(self.id(), status, self.st.generation);
         }
     }
 
@@ -186,6 +187,7 @@ impl Guest {
         tracing::info!(guest = self.id(), status = %status, "re-adopted guest");
         self.agent.register_leases(&self.st.desc);
         self.set_status(status);
+        self.agent.push_status(self.id(), status, self.st.generation);
     }
 
     async fn qmp(&mut self) -> Result<&mut Qmp, String> {

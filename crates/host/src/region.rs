@@ -2,6 +2,7 @@
 //! storage (or `PUT /hosts/<id>` when a host of this name exists), `add-netif` for each
 //! configured `wire=bridge`, then `POST /hosts/<id>/ping` every `ping_interval_seconds` with
 //! memory and storage usage. The chosen accelerator is in `sys_info` (and so in `host-show`).
+//! Once registered, guests' unsolicited status changes are pushed to `POST /servers/<id>/status`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,8 @@ pub async fn register(
         send(&http, reqwest::Method::POST, &format!("{region}/hosts/{host_id}/add-netif"), &token, Some(b)).await?;
     }
     tracing::info!(host_id, storage_id, accelerator = %agent.accel, "registered with the region");
+    let _ = agent.region_url.set(region.clone());
+    agent.push_all();
     let every = Duration::from_secs(agent.cfg.ping_interval_seconds.max(1));
     let ping_url = format!("{region}/hosts/{host_id}/ping");
     let weak = Arc::downgrade(&agent);

@@ -231,3 +231,50 @@ pub async fn start_agent_with(
     });
     Ok((built, url))
 }
+
+/// ssh into the guest from inside the namespace.
+pub struct Ssh {
+    pub netns: String,
+    pub key: PathBuf,
+    pub dir: PathBuf,
+    /// The guest's address.
+    pub ip: String,
+}
+
+impl Ssh {
+    fn base(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "ssh", "-o", "StrictHostKeyChecking=no", "-o"]).args([
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
+        c
+    }
+
+    pub fn run_key(&self, cmd: &str) -> Result<String> {
+        let mut c = self.base();
+        c.args(["-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-i"])
+            .arg(&self.key)
+            .arg(format!("root@{}", self.ip))
+            .arg(cmd);
+        sh(&mut c)
+    }
+
+    /// Password login, the password given through SSH_ASKPASS (no sshpass needed).
+    pub fn run_password(&self, password: &str, cmd: &str) -> Result<String> {
+        let askpass = self.dir.join("askpass.sh");
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n"))?;
+        sh(Command::new("chmod").arg("700").arg(&askpass))?;
+        let mut c = self.base();
+        c.env("SSH_ASKPASS", &askpass).env("SSH_ASKPASS_REQUIRE", "force").env("DISPLAY", ":0");
+        c.args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .arg(format!("root@{}", self.ip))
+            .arg(cmd)
+            .stdin(std::process::Stdio::null());
+        sh(&mut c)
+    }
+}

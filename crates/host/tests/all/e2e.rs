@@ -73,9 +73,19 @@ async fn region_drives_the_real_agent() -> Result<()> {
     })
     .await?;
 
+    // A keypair the region hands the guest.
+    let keydir = tc.dir.join("keys");
+    std::fs::create_dir_all(&keydir)?;
+    let key = keydir.join("id_ed25519");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key))?;
+    let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
+    let kp = json!({"keypair": {"name": "k1", "public_key": pubkey.trim()}});
+    let r = tc.call(Method::POST, &format!("{}/keypairs", tc.region_url()), Some(&admin), Some(kp)).await?;
+    ensure!(r.status.is_success(), "keypair-create: {} {}", r.status, r.body);
+
     let t = Instant::now();
     let body = json!({"server": {"name": "vm-e2e", "vcpu_count": 1, "vmem_size": 256, "disks": [format!("{img}:256m")],
-        "nets": [{"network": "default"}], "password": "E2e-passw0rd", "auto_start": true}});
+        "nets": [{"network": "default"}], "password": "E2e-passw0rd", "keypair": "k1", "auto_start": true}});
     let r = tc.call(Method::POST, &format!("{}/servers", tc.region_url()), Some(&admin), Some(body)).await?;
     ensure!(r.status.is_success(), "server-create: {} {}", r.status, r.body);
     let id = r.body["server"]["id"].as_str().context("server id")?.to_string();
@@ -97,6 +107,15 @@ async fn region_drives_the_real_agent() -> Result<()> {
     let (_, took) = wait_status(&tc, &admin, &id, "running").await?;
     let (_, boot) = wait_ready(&serial, t, Duration::from_secs(90)).await?;
     eprintln!("server-start -> running in {took:?}, ready line after {boot:?}");
+
+    // SSH with the region's keypair and password; then the guest powers itself off: the
+    // agent notices and pushes `ready` to the region unasked.
+    let ssh = Ssh { netns: netns.clone(), key, dir: keydir.clone(), ip: ip.clone() };
+    assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
+    assert_eq!(ssh.run_password("E2e-passw0rd", "echo pw-ok")?.trim(), "pw-ok");
+    let _ = ssh.run_key("poweroff");
+    let (_, took) = wait_status(&tc, &admin, &id, "ready").await?;
+    eprintln!("guest poweroff -> region says ready after {took:?} (pushed by the agent)");
 
     let url = format!("{}/servers/{id}?override_pending_delete=true", tc.region_url());
     let r = tc.call(Method::DELETE, &url, Some(&admin), None).await?;

@@ -130,7 +130,7 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     }
 
     // SSH with the injected key, and with the injected password.
-    let ssh = Ssh { netns: netns.clone(), key: key.clone(), dir: dir.clone() };
+    let ssh = Ssh { netns: netns.clone(), key: key.clone(), dir: dir.clone(), ip: "10.99.0.10".into() };
     assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
     assert_eq!(ssh.run_password("Test-pw-123", "echo pw-ok")?.trim(), "pw-ok");
 
@@ -227,48 +227,6 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     Ok(())
 }
 
-/// ssh into the guest from inside the namespace.
-struct Ssh {
-    netns: String,
-    key: PathBuf,
-    dir: PathBuf,
-}
-
-impl Ssh {
-    fn base(&self) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.netns, "ssh", "-o", "StrictHostKeyChecking=no", "-o"]).args([
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-        ]);
-        c
-    }
-
-    fn run_key(&self, cmd: &str) -> Result<String> {
-        let mut c = self.base();
-        c.args(["-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-i"])
-            .arg(&self.key)
-            .args(["root@10.99.0.10", cmd]);
-        sh(&mut c)
-    }
-
-    /// Password login, the password given through SSH_ASKPASS (no sshpass needed).
-    fn run_password(&self, password: &str, cmd: &str) -> Result<String> {
-        let askpass = self.dir.join("askpass.sh");
-        std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n"))?;
-        sh(Command::new("chmod").arg("700").arg(&askpass))?;
-        let mut c = self.base();
-        c.env("SSH_ASKPASS", &askpass).env("SSH_ASKPASS_REQUIRE", "force").env("DISPLAY", ":0");
-        c.args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"])
-            .args(["-o", "NumberOfPasswordPrompts=1", "root@10.99.0.10", cmd])
-            .stdin(std::process::Stdio::null());
-        sh(&mut c)
-    }
-}
-
 /// Polls a command in the guest until its output satisfies `ok`.
 async fn wait_guest(ssh: &Ssh, cmd: &str, ok: impl Fn(&str) -> bool, within: Duration) -> Result<()> {
     let t = Instant::now();
@@ -344,7 +302,7 @@ async fn direct_deploy_without_config_drive() -> Result<()> {
     let (line, boot) = wait_ready(&dir.join("servers").join(&gid).join("serial.log"), t, long).await?;
     eprintln!("direct deploy: ready line after {boot:?}: {line}");
     assert_eq!(line, "CLOUDPODS-READY hostname=vm-direct ip=10.99.0.10");
-    let ssh = Ssh { netns: netns.clone(), key, dir: dir.clone() };
+    let ssh = Ssh { netns: netns.clone(), key, dir: dir.clone(), ip: "10.99.0.10".into() };
     assert_eq!(ssh.run_key("hostname")?.trim(), "vm-direct");
     assert_eq!(ssh.run_password("Direct-pw-1", "echo pw-ok")?.trim(), "pw-ok");
     c.call(post.clone(), &format!("/servers/{gid}/delete"), Some(json!({})), long).await?;
