@@ -113,6 +113,59 @@ async fn region_drives_the_real_agent() -> Result<()> {
     let ssh = Ssh { netns: netns.clone(), key, dir: keydir.clone(), ip: ip.clone() };
     assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
     assert_eq!(ssh.run_password("E2e-passw0rd", "echo pw-ok")?.trim(), "pw-ok");
+    // A data disk made by the region on this host, hot-plugged into the running guest, then unplugged.
+    let r = tc
+        .call(
+            Method::POST,
+            &format!("{}/disks", tc.region_url()),
+            Some(&admin),
+            Some(json!({"disk": {"name": "data1", "size": "48m"}})),
+        )
+        .await?;
+    ensure!(r.status.is_success(), "disk-create: {} {}", r.status, r.body);
+    let disk_id = r.body["disk"]["id"].as_str().context("disk id")?.to_string();
+    test_harness::wait_for(Duration::from_secs(30), || async {
+        let d = tc.call(Method::GET, &format!("{}/disks/{disk_id}", tc.region_url()), Some(&admin), None).await;
+        d.is_ok_and(|d| d.body["disk"]["status"] == "ready")
+    })
+    .await
+    .context("disk never ready")?;
+    let t = Instant::now();
+    let r = tc
+        .call(
+            Method::POST,
+            &format!("{}/servers/{id}/attachdisk", tc.region_url()),
+            Some(&admin),
+            Some(json!({"server": {"disk": "data1"}})),
+        )
+        .await?;
+    ensure!(r.status.is_success(), "attachdisk: {} {}", r.status, r.body);
+    wait_status(&tc, &admin, &id, "running").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // /proc/partitions counts 1 KiB blocks: 48 MiB = 49152.
+    while !ssh.run_key("cat /proc/partitions").is_ok_and(|o| o.contains(" 49152 ")) {
+        ensure!(Instant::now() < deadline, "the attached disk never showed up in the guest");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!("server-attach-disk -> disk visible in the running guest after {:?}", t.elapsed());
+    let r = tc
+        .call(
+            Method::POST,
+            &format!("{}/servers/{id}/detachdisk", tc.region_url()),
+            Some(&admin),
+            Some(json!({"server": {"disk": "data1"}})),
+        )
+        .await?;
+    ensure!(r.status.is_success(), "detachdisk: {} {}", r.status, r.body);
+    wait_status(&tc, &admin, &id, "running").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ssh.run_key("cat /proc/partitions").is_ok_and(|o| !o.contains(" 49152 ")) {
+        ensure!(Instant::now() < deadline, "the detached disk never left the guest");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let r = tc.call(Method::DELETE, &format!("{}/disks/{disk_id}", tc.region_url()), Some(&admin), None).await?;
+    ensure!(r.status.is_success(), "disk-delete: {} {}", r.status, r.body);
+
     let _ = ssh.run_key("poweroff");
     let (_, took) = wait_status(&tc, &admin, &id, "ready").await?;
     eprintln!("guest poweroff -> region says ready after {took:?} (pushed by the agent)");
