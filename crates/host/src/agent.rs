@@ -146,11 +146,17 @@ impl Agent {
     }
 
     fn spawn_guest(&self, st: Persisted, adopt: bool) -> GuestHandle {
+        let mut guests = self.guests.lock().unwrap_or_else(|e| e.into_inner());
+        self.spawn_guest_locked(&mut guests, st, adopt)
+    }
+
+    /// Starts a guest's owner task; the caller holds the guest table, so one id never gets two owners.
+    fn spawn_guest_locked(&self, guests: &mut HashMap<String, GuestHandle>, st: Persisted, adopt: bool) -> GuestHandle {
         let (tx, rx) = mpsc::channel(16);
         let h = GuestHandle { tx };
         let id = st.desc.id.clone();
         self.descs.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), st.desc.clone());
-        self.guests.lock().unwrap_or_else(|e| e.into_inner()).insert(id, h.clone());
+        guests.insert(id, h.clone());
         let g = Guest::new(self.arc(), st);
         tokio::spawn(g.run(rx, adopt));
         h
@@ -163,19 +169,33 @@ impl Agent {
 
     /// Runs `op` on guest `id`'s owner; `create` makes a new guest from `desc` if unknown.
     pub async fn call(&self, id: &str, op: Op, create: Option<&GuestJsonDesc>) -> Result<Value, String> {
-        let existing = self.guests.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
-        let h = match (existing, create) {
-            (Some(h), _) => h,
-            (None, Some(desc)) => {
-                let mut d = desc.clone();
-                d.id = id.to_string();
-                self.spawn_guest(Persisted { desc: d, ..Default::default() }, false)
+        let h = {
+            let mut guests = self.guests.lock().unwrap_or_else(|e| e.into_inner());
+            match (guests.get(id).cloned(), create) {
+                (Some(h), _) => h,
+                (None, Some(desc)) => {
+                    let mut d = desc.clone();
+                    d.id = id.to_string();
+                    self.spawn_guest_locked(&mut guests, Persisted { desc: d, ..Default::default() }, false)
+                }
+                (None, None) => return Err(format!("server {id} not found on host")),
             }
-            (None, None) => return Err(format!("server {id} not found on host")),
         };
         let (tx, rx) = oneshot::channel();
         h.tx.send((op, tx)).await.map_err(|_| format!("server {id} is being removed"))?;
         rx.await.map_err(|_| format!("server {id}'s owner task ended"))?
+    }
+
+    /// The guest whose description has disk `disk_id` and whose QEMU runs, if any.
+    pub fn disk_user(&self, disk_id: &str) -> Option<String> {
+        let st = self.statuses.read().unwrap_or_else(|e| e.into_inner());
+        self.descs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|d| st.get(&d.id).is_some_and(|(s, _)| matches!(s, GuestStatus::Running | GuestStatus::Paused)))
+            .find(|d| d.disks.iter().any(|x| x.disk_id == disk_id))
+            .map(|d| d.id.clone())
     }
 
     /// The status and generation last published by a guest's owner.

@@ -188,6 +188,9 @@ async fn disk_call(
             }))
         }
         "delete" => Ok(accept(a, th, async move {
+            if let Some(g) = a2.disk_user(&disk) {
+                return Err(format!("disk {disk} is in use by running server {g}: detach it first"));
+            }
             a2.storage.delete_disk(&disk).await.map_err(|e| e.to_string())?;
             serde_json::to_value(DiskDeleteCallback { disk_id: disk }).map_err(|e| e.to_string())
         })),

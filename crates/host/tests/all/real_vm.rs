@@ -134,6 +134,11 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
     assert_eq!(ssh.run_password("Test-pw-123", "echo pw-ok")?.trim(), "pw-ok");
 
+    // The disk of a running guest is not deleted.
+    let e = c.call(reqwest::Method::POST, "/disks/s1/delete/disk-1", Some(json!({})), long).await.unwrap_err();
+    assert!(e.to_string().contains("in use by running server"), "{e}");
+    assert!(overlay.exists());
+
     // Hotplug a data disk into the running guest, then unplug it.
     c.call(
         reqwest::Method::POST,
