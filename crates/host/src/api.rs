@@ -90,10 +90,18 @@ async fn server_get(
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
+    check_id(&id)?;
+    if action == "vnc" {
+        // Not a task: answered at once (for the webconsole).
+        let a = agent(&state)?;
+        if !a.has_guest(&id) {
+            return Err(Error::NotFound(format!("server {id} not found on host")));
+        }
+        return a.call(&id, Op::Vnc, None).await.map(|v| Json(v).into_response()).map_err(Error::InvalidStatus);
+    }
     if action != "status" {
         return Err(Error::NotFound(format!("no GET /servers/<id>/{action}")));
     }
-    check_id(&id)?;
     let th = task_headers(&headers)?;
     let a = agent(&state)?;
     let a2 = a.clone();

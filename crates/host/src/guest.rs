@@ -29,10 +29,18 @@ use crate::qmp::Qmp;
 pub enum Op {
     Deploy(Box<ServerDeployRequest>),
     Start(Box<GuestJsonDesc>),
-    Stop { timeout: u64, force: bool },
-    Restart { desc: Box<GuestJsonDesc>, force: bool },
+    Stop {
+        timeout: u64,
+        force: bool,
+    },
+    Restart {
+        desc: Box<GuestJsonDesc>,
+        force: bool,
+    },
     Sync(Box<GuestJsonDesc>),
     Status,
+    /// Where the VNC server is (answered at once, no state change).
+    Vnc,
     Delete,
 }
 
@@ -66,6 +74,7 @@ pub struct Guest {
     st: Persisted,
     status: GuestStatus,
     qmp: Option<Qmp>,
+    vnc: Option<crate::vnc::VncProxy>,
 }
 
 /// Whether `pid` is a live (not zombie) QEMU of guest `id`.
@@ -83,7 +92,7 @@ pub fn qemu_alive(pid: i32, id: &str) -> bool {
 impl Guest {
     pub fn new(agent: Arc<Agent>, st: Persisted) -> Guest {
         let paths = GuestPaths::new(&agent.cfg.servers_dir(), &st.desc.id);
-        Guest { agent, paths, st, status: GuestStatus::Ready, qmp: None }
+        Guest { agent, paths, st, status: GuestStatus::Ready, qmp: None, vnc: None }
     }
 
     fn id(&self) -> &str {
@@ -155,6 +164,7 @@ impl Guest {
             let status = if clean { GuestStatus::Ready } else { GuestStatus::Crashed };
             tracing::warn!(guest = self.id(), status = %status, "QEMU exited on its own");
             self.qmp = None;
+            self.vnc = None;
             let _ = std::fs::remove_file(self.paths.pidfile());
             self.set_status(status);
             self.agent.push_status(self.id(), status, self.st.generation);
@@ -184,6 +194,9 @@ impl Guest {
             }
             None => GuestStatus::Ready,
         };
+        if status != GuestStatus::Ready {
+            self.forward_vnc().await;
+        }
         tracing::info!(guest = self.id(), status = %status, "re-adopted guest");
         self.agent.register_leases(&self.st.desc);
         self.set_status(status);
@@ -226,6 +239,7 @@ impl Guest {
                 self.watch().await;
                 self.report()
             }
+            Op::Vnc => self.vnc_endpoint(),
             Op::Delete => self.delete().await,
         }
     }
@@ -307,7 +321,8 @@ impl Guest {
             accel: agent.accel,
             paths: self.paths.clone(),
             vnc_display: self.st.vnc_display,
-            vnc_listen: agent.cfg.vnc_listen.clone(),
+            // In a namespace QEMU's VNC stays on its loopback; the agent forwards it out.
+            vnc_listen: if agent.net.netns.is_some() { "127.0.0.1".into() } else { agent.cfg.vnc_listen.clone() },
             config_drive: self.st.config_drive.clone().filter(|p| p.exists()),
             spare_root_ports: agent.cfg.spare_root_ports,
         };
@@ -329,8 +344,36 @@ impl Guest {
         }
         let q = self.qmp().await?;
         q.cont().await.map_err(|e| format!("QMP cont: {e}"))?;
+        self.forward_vnc().await;
         self.set_status(GuestStatus::Running);
         Ok(())
+    }
+
+    /// Forwards the VNC port out of the namespace (nothing to do outside one).
+    async fn forward_vnc(&mut self) {
+        let Some(ns) = self.agent.net.netns.clone() else { return };
+        let port = 5900 + self.st.vnc_display;
+        match crate::vnc::VncProxy::start(&self.agent.cfg.vnc_listen, port, ns, port).await {
+            Ok(p) => self.vnc = Some(p),
+            Err(e) => tracing::warn!(guest = self.id(), "cannot forward VNC: {e}"),
+        }
+    }
+
+    /// Where the guest's VNC is reachable from the host's namespace.
+    fn vnc_endpoint(&self) -> Result<Value, String> {
+        if self.pid().is_none() {
+            return Err(format!("server {} is not running", self.id()));
+        }
+        let port = match (&self.vnc, &self.agent.net.netns) {
+            (Some(p), _) => p.port,
+            (None, None) => 5900 + self.st.vnc_display,
+            (None, Some(_)) => return Err(format!("the VNC of server {} is not forwarded", self.id())),
+        };
+        let host = match self.agent.cfg.vnc_listen.as_str() {
+            "0.0.0.0" | "" => self.agent.cfg.access_ip.clone(),
+            l => l.to_string(),
+        };
+        Ok(serde_json::json!({"host": host, "port": port, "protocol": "vnc"}))
     }
 
     /// ACPI shutdown within `timeout` s (0: the agent's default), or `quit` when forced.
@@ -361,6 +404,7 @@ impl Guest {
             }
         }
         self.qmp = None;
+        self.vnc = None;
         let _ = std::fs::remove_file(self.paths.pidfile());
         self.set_status(GuestStatus::Ready);
         Ok(())

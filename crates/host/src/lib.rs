@@ -16,6 +16,7 @@
 //! | [`agent`] | the guest table and shared parts; callbacks |
 //! | [`api`] | the HTTP contract behind the framework's auth layer |
 //! | [`region`] | registration, storages, heartbeat |
+//! | [`vnc`] | a guest's VNC, forwarded out of the namespace for the webconsole |
 
 pub mod accel;
 pub mod agent;
@@ -30,6 +31,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod region;
 pub mod storage;
+pub mod vnc;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -134,6 +134,9 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
     assert_eq!(ssh.run_password("Test-pw-123", "echo pw-ok")?.trim(), "pw-ok");
 
+    // The guest's screen, forwarded out of the namespace for the webconsole.
+    assert_eq!(vnc_banner(&c, &gid).await?, "RFB 003.008\n");
+
     // The disk of a running guest is not deleted.
     let e = c.call(reqwest::Method::POST, "/disks/s1/delete/disk-1", Some(json!({})), long).await.unwrap_err();
     assert!(e.to_string().contains("in use by running server"), "{e}");
@@ -188,6 +191,7 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     assert!(after["generation"].as_u64() > before["generation"].as_u64(), "{before} -> {after}");
     let page = in_netns(&netns, &["curl", "-sS", "--max-time", "5", "http://10.99.0.10/"])?;
     assert!(page.contains("hostname=vm-e2e"), "{page}");
+    assert_eq!(vnc_banner(&c, &gid).await?, "RFB 003.008\n", "VNC forwarded again after re-adoption");
 
     // QEMU killed behind the agent's back: the guest is reported crashed (no SHUTDOWN event).
     let qemu_pid: i32 = std::fs::read_to_string(dir.join("servers").join(&gid).join("qemu.pid"))?.trim().parse()?;
@@ -314,4 +318,17 @@ async fn direct_deploy_without_config_drive() -> Result<()> {
     c.call(post, "/disks/s1/delete/dd-1", Some(json!({})), long).await?;
     built.agent.shutdown().await;
     Ok(())
+}
+
+/// Asks the agent where the guest's VNC is and reads the server's RFB banner from there.
+async fn vnc_banner(c: &Client, gid: &str) -> Result<String> {
+    use tokio::io::AsyncReadExt;
+    let r = c.http.get(format!("{}/servers/{gid}/vnc", c.agent)).header("X-Auth-Token", &c.token).send().await?;
+    let v: Value = r.json().await?;
+    let port = v["port"].as_u64().context("vnc port")? as u16;
+    assert_eq!(v["protocol"], "vnc", "{v}");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut banner = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut banner)).await??;
+    Ok(String::from_utf8_lossy(&banner).to_string())
 }
