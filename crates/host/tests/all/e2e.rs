@@ -102,6 +102,11 @@ async fn region_drives_the_real_agent() -> Result<()> {
     act(&tc, &admin, &id, "stop").await?;
     let (_, took) = wait_status(&tc, &admin, &id, "ready").await?;
     eprintln!("server-stop -> ready in {took:?}");
+    // change-config while stopped: the next boot has the new memory.
+    let url = format!("{}/servers/{id}/change-config", tc.region_url());
+    let r = tc.call(Method::POST, &url, Some(&admin), Some(json!({"server": {"vmem_size": 384}}))).await?;
+    ensure!(r.status.is_success(), "change-config: {} {}", r.status, r.body);
+    wait_status(&tc, &admin, &id, "ready").await?;
     act(&tc, &admin, &id, "start").await?;
     let t = Instant::now();
     let (_, took) = wait_status(&tc, &admin, &id, "running").await?;
@@ -113,6 +118,9 @@ async fn region_drives_the_real_agent() -> Result<()> {
     let ssh = Ssh { netns: netns.clone(), key, dir: keydir.clone(), ip: ip.clone() };
     assert_eq!(ssh.run_key("hostname")?.trim(), "vm-e2e");
     assert_eq!(ssh.run_password("E2e-passw0rd", "echo pw-ok")?.trim(), "pw-ok");
+    let mem = ssh.run_key("sed -n 's/MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo")?;
+    let kb: u64 = mem.trim().parse().with_context(|| format!("MemTotal {mem:?}"))?;
+    assert!((300_000..=393_216).contains(&kb), "guest has {kb} kB after change-config to 384 MB");
     // A data disk made by the region on this host, hot-plugged into the running guest, then unplugged.
     let r = tc
         .call(
@@ -165,6 +173,13 @@ async fn region_drives_the_real_agent() -> Result<()> {
     }
     let r = tc.call(Method::DELETE, &format!("{}/disks/{disk_id}", tc.region_url()), Some(&admin), None).await?;
     ensure!(r.status.is_success(), "disk-delete: {} {}", r.status, r.body);
+
+    // server-restart: ACPI shutdown and a fresh boot.
+    let t = Instant::now();
+    act(&tc, &admin, &id, "restart").await?;
+    let (_, took) = wait_status(&tc, &admin, &id, "running").await?;
+    let (_, boot) = wait_ready(&serial, t, Duration::from_secs(90)).await?;
+    eprintln!("server-restart -> running in {took:?}, ready line after {boot:?}");
 
     let _ = ssh.run_key("poweroff");
     let (_, took) = wait_status(&tc, &admin, &id, "ready").await?;
