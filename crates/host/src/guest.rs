@@ -326,6 +326,12 @@ impl Guest {
             config_drive: self.st.config_drive.clone().filter(|p| p.exists()),
             spare_root_ports: agent.cfg.spare_root_ports,
         };
+        if !on_path(&agent.cfg.qemu_binary) {
+            return Err(format!(
+                "cannot run {}: not found (install QEMU with scripts/deps.sh --qemu)",
+                agent.cfg.qemu_binary
+            ));
+        }
         let args = qemu::command_line(&desc, &spec);
         self.st.boot_ports = (desc.disks.len() + desc.nics.len() + usize::from(spec.config_drive.is_some())) as u32;
         self.st.hotplug.clear();
@@ -491,6 +497,17 @@ fn merge_desc(old: &GuestJsonDesc, mut new: GuestJsonDesc) -> GuestJsonDesc {
     new
 }
 
+/// Whether `bin` (a path, or a name looked up in PATH) is an executable file.
+fn on_path(bin: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let exec =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if bin.contains('/') {
+        return exec(std::path::Path::new(bin));
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| exec(&d.join(bin))))
+}
+
 fn read_pid(p: &GuestPaths) -> Option<i32> {
     std::fs::read_to_string(p.pidfile()).ok()?.trim().parse().ok()
 }
@@ -526,6 +543,12 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(!qemu_alive(me, "g1"), "the test runner is not QEMU");
         assert!(!qemu_alive(i32::MAX, "g1"));
+    }
+
+    #[test]
+    fn finds_programs() {
+        assert!(on_path("sh") && on_path("/bin/sh"));
+        assert!(!on_path("qemu-system-nonexistent") && !on_path("/nonexistent/qemu"));
     }
 
     #[test]

@@ -202,7 +202,13 @@ impl LocalStorage {
                     return Err(StorageError::NotCached(img.to_string()));
                 }
                 let base_s = base.display().to_string();
-                let mut args = vec!["create", "-q", "-f", "qcow2", "-b", &base_s, "-F", "qcow2", &tmp_s];
+                // The base's real format (glance may hand out raw images as they were uploaded).
+                let info = qemu_img(&["info", "--output=json", "-U", &base_s]).await?;
+                let base_fmt = serde_json::from_str::<serde_json::Value>(&info)
+                    .ok()
+                    .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| "qcow2".into());
+                let mut args = vec!["create", "-q", "-f", "qcow2", "-b", &base_s, "-F", &base_fmt, &tmp_s];
                 if size_mb > 0 {
                     args.push(&size);
                 }
@@ -277,6 +283,33 @@ mod tests {
         let d = std::env::temp_dir().join(format!("host-storage-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[tokio::test]
+    async fn overlays_on_raw_and_qcow2_bases() {
+        if std::process::Command::new("qemu-img").arg("--version").output().is_err() {
+            panic!("qemu-img is missing: run scripts/deps.sh");
+        }
+        let d = tmp("overlay");
+        let st = LocalStorage::new(d.join("disks"), d.join("cache")).unwrap();
+        let raw = st.cached_path("rawimg").display().to_string();
+        qemu_img(&["create", "-q", "-f", "raw", &raw, "8M"]).await.unwrap();
+        let qc = st.cached_path("qcimg").display().to_string();
+        qemu_img(&["create", "-q", "-f", "qcow2", &qc, "8M"]).await.unwrap();
+        for (img, disk) in [("rawimg", "d1"), ("qcimg", "d2")] {
+            let p = st.create_disk(disk, 16, "qcow2", Some(img)).await.unwrap();
+            let info = qemu_img(&["info", "--output=json", &p.display().to_string()]).await.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+            assert_eq!(v["virtual-size"], 16 << 20, "{v}");
+            assert!(v["backing-filename"].as_str().unwrap().ends_with(img), "{v}");
+        }
+        // Idempotent: a retried create finds the disk; delete twice is fine.
+        st.create_disk("d1", 16, "qcow2", Some("rawimg")).await.unwrap();
+        st.delete_disk("d1").await.unwrap();
+        st.delete_disk("d1").await.unwrap();
+        assert!(matches!(st.create_disk("d3", 16, "qcow2", Some("nope")).await, Err(StorageError::NotCached(_))));
+        assert!(st.create_disk("d4", 0, "qcow2", None).await.is_err(), "a blank disk needs a size");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

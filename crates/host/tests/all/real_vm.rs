@@ -332,3 +332,37 @@ async fn vnc_banner(c: &Client, gid: &str) -> Result<String> {
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut banner)).await??;
     Ok(String::from_utf8_lossy(&banner).to_string())
 }
+
+/// QEMU missing: the start fails with a clear reason in its callback, the guest stays `ready`,
+/// and a delete still leaves no tap or lease behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_missing_is_a_clear_failure() -> Result<()> {
+    prerequisites()?;
+    let pid = std::process::id();
+    let netns = format!("cphnoq-{pid}");
+    let dir = std::env::temp_dir().join(format!("cloudpods-host-noqemu-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
+    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let (fake, cbs) = fake_services(vec![]).await?;
+    let mut cfg = test_config(&dir, &netns);
+    cfg.qemu_binary = "qemu-system-nonexistent".into();
+    let (built, url) = start_agent_with(cfg, std::sync::Arc::new(Verifier), std::sync::Arc::new(AgentToken)).await?;
+    let c = Client { http: reqwest::Client::new(), agent: url, fake, cbs, n: 0.into(), token: TOKEN.into() };
+    let long = Duration::from_secs(30);
+    let desc = json!({"id": "nq1", "name": "nq1", "uuid": "nq1", "vcpu_count": 1, "vmem_size": 128,
+        "nics": [{"index": 0, "mac": "00:22:aa:10:00:0c", "ip": "10.97.0.10", "masklen": 24, "gateway": "10.97.0.1",
+                  "dns": "", "bridge": "brnoq", "wire_id": "w", "network_id": "n", "vlan": 1, "ifname": "vnnoq0"}]});
+    c.call(reqwest::Method::POST, "/servers/nq1/create", Some(json!({"desc": desc, "action": "create"})), long).await?;
+    let e = c.call(reqwest::Method::POST, "/servers/nq1/start", Some(json!({"desc": desc})), long).await.unwrap_err();
+    assert!(e.to_string().contains("cannot run qemu-system-nonexistent: not found"), "{e}");
+    let st = c.call(reqwest::Method::GET, "/servers/nq1/status", None, long).await?;
+    assert_eq!(st["status"], "ready", "{st}");
+    c.call(reqwest::Method::POST, "/servers/nq1/delete", Some(json!({})), long).await?;
+    let taps = sh(Command::new("ip").args(["-n", &netns, "-o", "link", "show", "type", "tun"]))?;
+    assert!(taps.trim().is_empty(), "taps left: {taps}");
+    assert!(built.agent.leases.is_empty());
+    built.agent.shutdown().await;
+    Ok(())
+}
