@@ -19,7 +19,7 @@ set -euo pipefail
 
 force=0
 [[ ${1:-} == --force ]] && force=1
-cache=${CLOUDPODS_IMAGE_CACHE:-$HOME/.cache/cloudpods-rs/images}
+cache=${CLOUDPODS_IMAGE_CACHE:-${HOME:-/root}/.cache/cloudpods-rs/images}
 key=$(sha256sum "$0" | cut -c1-16)
 out=$cache/cloudpods-testimg-$key.qcow2
 if [[ $force == 0 && -s $out ]]; then
