@@ -5,7 +5,7 @@
 #
 # Usage: scripts/deps.sh [--qemu]
 #   --qemu            also install qemu-system-x86 (+ a matching qemu-utils)
-#                     and genisoimage (the host agent's config drives);
+#                     and what the host agent runs: genisoimage, debugfs, openssl;
 #                     `make run` passes it, `make test` does not.
 # Env:
 #   DEPS_QEMU=1       same as --qemu
@@ -72,9 +72,12 @@ if [[ $want_qemu == 1 ]] && ! have_cmd qemu-system-x86_64; then
     fi
 fi
 
-# The host agent writes config drives with genisoimage.
-if [[ $want_qemu == 1 ]] && ! have_cmd genisoimage; then
-    add_missing genisoimage
+# The host agent writes config drives with genisoimage, and customises guest disks directly
+# with debugfs (e2fsprogs) and openssl (password hashes).
+if [[ $want_qemu == 1 ]]; then
+    have_cmd genisoimage || add_missing genisoimage
+    have_cmd debugfs || add_missing e2fsprogs
+    have_cmd openssl || add_missing openssl
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
