@@ -71,12 +71,14 @@ pub fn prerequisites() -> Result<PathBuf> {
     let have = |c: &str| {
         Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().is_ok_and(|o| o.status.success())
     };
-    if !have("qemu-system-x86_64") || !have("genisoimage") {
-        eprintln!("installing QEMU and genisoimage with scripts/deps.sh --qemu");
+    let needed = ["qemu-system-x86_64", "qemu-storage-daemon", "qemu-img", "genisoimage", "debugfs", "openssl", "curl"];
+    if needed.iter().any(|c| !have(c)) {
+        eprintln!("installing QEMU and the host agent's tools with scripts/deps.sh --qemu");
         sh(Command::new(repo_root().join("scripts/deps.sh")).arg("--qemu"))?;
     }
-    ensure!(have("qemu-system-x86_64"), "qemu-system-x86_64 is missing and scripts/deps.sh --qemu did not install it");
-    ensure!(have("genisoimage"), "genisoimage is missing and scripts/deps.sh --qemu did not install it");
+    for c in needed {
+        ensure!(have(c), "{c} is missing and scripts/deps.sh --qemu did not install it");
+    }
     let out = sh(&mut Command::new(repo_root().join("scripts/build-test-image.sh")))?;
     let img = PathBuf::from(out.lines().last().context("build-test-image.sh printed no path")?.trim());
     ensure!(img.exists(), "test image {} missing", img.display());
