@@ -85,6 +85,21 @@ pub async fn run(a: &ComputeArgs) -> Result<()> {
     seed_servers(&tc, a).await?;
     println!("seeded {} servers (+ a disk and a NIC each) in {:.1} s", a.servers, t0.elapsed().as_secs_f64());
 
+    // What one reload reads: every page of the four lists the scheduler's loader asks for.
+    for plural in ["hosts", "storages", "hoststorages", "netinterfaces"] {
+        let t = Instant::now();
+        let mut offset = 0;
+        loop {
+            let url = format!("{region}/{plural}?limit=2048&offset={offset}&details=true&scope=system");
+            let v: Value = http.get(url).header("X-Auth-Token", &token).send().await?.json().await?;
+            let n = v[plural].as_array().map_or(0, Vec::len);
+            offset += n;
+            if n == 0 || offset as u64 >= v["total"].as_u64().unwrap_or(0) {
+                break;
+            }
+        }
+        println!("  GET /{plural} (all {offset}, details) {:.2} s", t.elapsed().as_secs_f64());
+    }
     let sched = tc.url("scheduler");
     let t0 = Instant::now();
     let r = http.post(format!("{sched}/scheduler/clean-cache")).header("X-Auth-Token", &token).send().await?;

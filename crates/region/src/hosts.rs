@@ -339,10 +339,35 @@ pub async fn detect_offline(svc: &Arc<ServiceState>, r: &crate::Region) -> Resul
                     ],
                 )
                 .await?;
+            fail_waiting_tasks(svc, &h).await;
             names.push(row_str(&h, "name").to_string());
         }
     }
     Ok(names)
+}
+
+/// Fails the tasks waiting on an agent that just went offline (its servers' and disks'): no
+/// answer will come, so they end in their `*_fail` status now rather than at their deadline.
+async fn fail_waiting_tasks(svc: &Arc<ServiceState>, host: &Row) {
+    let host_id = row_str(host, "id");
+    let sql = "SELECT id FROM tasks_tbl WHERE status = ? AND (obj_id IN \
+               (SELECT id FROM guests_tbl WHERE host_id = ? AND deleted = ?) OR obj_id IN \
+               (SELECT d.id FROM disks_tbl d JOIN hoststorages_tbl hs ON hs.storage_id = d.storage_id \
+                WHERE hs.host_id = ? AND hs.deleted = ? AND d.deleted = ?))";
+    let args = vec!["waiting".into(), host_id.into(), false.into(), host_id.into(), false.into(), false.into()];
+    let rows = match svc.db.raw_query(sql, args).await {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!(error = %e, "cannot list the tasks waiting on an offline host"),
+    };
+    let Ok(tm) = cloudcommon::tasks::TaskManager::of(svc) else { return };
+    let reason = format!("host {} went offline", row_str(host, "name"));
+    for r in rows {
+        let Ok(id) = r.try_get_by_index::<String>(0) else { continue };
+        let body = serde_json::to_value(apis::task::TaskCallback::error(reason.clone())).unwrap_or_default();
+        if let Err(e) = tm.callback(svc, &id, body).await {
+            tracing::warn!(task = %id, error = %e, "cannot fail a task of an offline host");
+        }
+    }
 }
 
 /// Asks a host that came back about each of its servers marked unknown.

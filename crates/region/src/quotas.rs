@@ -170,18 +170,12 @@ pub async fn recheck_server(ctx: &Ctx, row: &Row) -> Result<(), Error> {
     let project = row_str(row, "tenant_id");
     let q = effective(ctx, project).await?;
     let u = used(ctx, project, Some(row)).await?;
-    match over(&q, &u, &Quota::zero()).or_else(|| {
-        [
-            (q.count, u.count, "count"),
-            (q.cpu, u.cpu, "cpu"),
-            (q.memory, u.memory, "memory"),
-            (q.storage, u.storage, "storage"),
-        ]
-        .iter()
-        .find(|(limit, used, _)| used > limit)
-        .map(|(limit, used, f)| format!("quota {f} exceeded: {used} of {limit} with concurrent creates"))
-    }) {
-        Some(msg) => Err(Error::InsufficientResource(msg)),
+    let limits = [("count", q.count, u.count), ("cpu", q.cpu, u.cpu), ("memory", q.memory, u.memory)];
+    let storage = [("storage", q.storage, u.storage), ("port", q.port, u.port)];
+    match limits.iter().chain(storage.iter()).find(|(_, limit, used)| used > limit) {
+        Some((f, limit, used)) => Err(Error::InsufficientResource(format!(
+            "quota {f} exceeded: {used} of {limit} counting creates made at the same time"
+        ))),
         None => Ok(()),
     }
 }

@@ -51,5 +51,11 @@ pub fn migrations() -> Vec<Migration> {
             name: "storagecachedimages",
             up: |db| crate::disks::storagecachedimage_spec().create_table_sql(db),
         },
+        // Server lists are newest first: read that order from an index, not a sort.
+        Migration {
+            version: 34,
+            name: "guests_created_at",
+            up: |_| vec!["CREATE INDEX ix_guests_tbl_created_at ON guests_tbl (created_at)".into()],
+        },
     ]
 }

@@ -293,7 +293,7 @@ impl Resource for Servers {
             Some(h) => return Err(Error::invalid("hypervisor", format!("{h:?}: only kvm is supported"))),
         };
         let name = row_str(input, "name");
-        if !crate::desc::valid_hostname(name) && raw.get("generate_name").is_none() {
+        if !crate::desc::valid_hostname(name) {
             // Names become hostnames: letters, digits, '-', at most 60.
             return Err(Error::invalid(
                 "name",
@@ -494,6 +494,8 @@ impl Resource for Servers {
                 store::update(ctx.db(), &self.spec, &id, &p).await?;
             }
             "status" => {
+                // Host agents report here (system rights); owners use syncstatus.
+                crate::common::require_system(ctx, self, "perform")?;
                 let report: apis::compute::ServerStatusReport = serde_json::from_value(Value::Object(body.clone()))
                     .map_err(|e| Error::invalid("status", e.to_string()))?;
                 let applied = apply_report(ctx, &id, report.status, report.generation).await?;
@@ -519,17 +521,16 @@ pub async fn server(ctx: &Ctx, id: &str) -> Result<Row, Error> {
 pub async fn set_status(ctx: &Ctx, id: &str, status: &str, reason: Option<&str>) -> Result<(), Error> {
     let mut p = Row::new();
     p.insert("status".into(), status.into());
-    p.insert(
-        "power_states".into(),
-        if status == RUNNING {
-            "on"
-        } else if status == UNKNOWN {
-            "unknown"
-        } else {
-            "off"
-        }
-        .into(),
-    );
+    // Power follows what is known for sure; a transitional or failed status keeps the last.
+    let power = match status {
+        RUNNING => Some("on"),
+        READY => Some("off"),
+        UNKNOWN => Some("unknown"),
+        _ => None,
+    };
+    if let Some(power) = power {
+        p.insert("power_states".into(), power.into());
+    }
     set_fields(ctx, id, p).await?;
     if let Some(reason) = reason
         && let Some(row) = store::get_by_id(ctx.db(), &server_spec(), id).await?
@@ -582,9 +583,15 @@ async fn start_task<T: cloudcommon::tasks::Task>(
         return Err(Error::InvalidStatus(format!("server {name} is on no host")));
     }
     claim(ctx, row, cur, status).await?;
-    let tm = TaskManager::of(&ctx.svc)?;
-    tm.start::<T>(ctx, TaskObject::of(&server_spec(), row), &params).await?;
-    Ok(())
+    let started = match TaskManager::of(&ctx.svc) {
+        Ok(tm) => tm.start::<T>(ctx, TaskObject::of(&server_spec(), row), &params).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if started.is_err() {
+        // No task will move it on: give the status back.
+        let _ = set_status(ctx, row_str(row, "id"), cur, None).await;
+    }
+    started
 }
 
 /// Moves the server from `from` to `to` unless someone else changed it first.
@@ -682,16 +689,25 @@ pub async fn start_delete(ctx: &Ctx, row: &Row, opts: DeleteOptions) -> Result<(
     if row_str(row, "status") == INIT {
         return Err(Error::InvalidStatus(format!("server {name} is being created: wait for it to finish")));
     }
-    claim(ctx, row, row_str(row, "status"), START_DELETE).await?;
+    let cur = row_str(row, "status");
+    claim(ctx, row, cur, START_DELETE).await?;
     let params = tasks::guest_delete::Params {
         server_id: row_str(row, "id").into(),
         pending_delete: pending,
         purge: opts.purge,
         ..Default::default()
     };
-    let tm = TaskManager::of(&ctx.svc)?;
-    tm.start::<tasks::guest_delete::GuestDeleteTask>(ctx, TaskObject::of(&server_spec(), row), &params).await?;
-    Ok(())
+    let started = match TaskManager::of(&ctx.svc) {
+        Ok(tm) => tm
+            .start::<tasks::guest_delete::GuestDeleteTask>(ctx, TaskObject::of(&server_spec(), row), &params)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if started.is_err() {
+        let _ = set_status(ctx, row_str(row, "id"), cur, None).await;
+    }
+    started
 }
 
 /// `change-config {"vcpu_count", "vmem_size"}` of a stopped server, if its host has room.

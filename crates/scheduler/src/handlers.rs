@@ -190,7 +190,10 @@ async fn clean(state: &ServiceState, cred: &UserCred, host: Option<&str>, q: Cle
     let svc = crate::scheduler(state)?;
     // Reload first, release second: once the region has committed the servers, the reloaded
     // host counts them before their reservation goes, so no schedule in between sees neither.
-    let refreshed = svc.refresh().await;
+    let refreshed = match host {
+        Some(h) => svc.refresh_host(h).await,
+        None => svc.refresh().await,
+    };
     let released = svc.scheduler.clean(q.session.as_deref().filter(|s| !s.is_empty()), host);
     refreshed?;
     Ok(Json(json!({"released": released, "hosts": svc.scheduler.hosts().len()})))

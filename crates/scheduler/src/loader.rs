@@ -36,6 +36,10 @@ pub struct Snapshot {
 }
 
 async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error> {
+    list_where(s, m, vec![]).await
+}
+
+async fn list_where(s: &Session, m: &ResourceManager, filters: Vec<String>) -> Result<Vec<Value>, Error> {
     let mut out = vec![];
     loop {
         let p = ListParams {
@@ -43,6 +47,7 @@ async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error>
             offset: Some(out.len() as u64),
             details: Some(true),
             scope: Some("system".into()),
+            filters: filters.clone(),
             ..ListParams::default()
         };
         let r = m.list(s, &p).await.map_err(to_api_error)?;
@@ -102,9 +107,42 @@ pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
     Ok(build(&hosts, &storages, &links, &netifs, &networks))
 }
 
+/// Reads one host (`None`: the region has no such host any more).
+pub async fn load_host(session: &ServiceSession, host_id: &str) -> Result<Option<HostCandidate>, Error> {
+    if uuid::Uuid::parse_str(host_id).is_err() {
+        return Err(Error::invalid("host", format!("{host_id:?} is not a host id")));
+    }
+    let sess = session.session().await?;
+    let hosts = list_where(&sess, &HOSTS, vec![format!("id.equals({host_id})")]).await?;
+    let links = list_where(&sess, &HOSTSTORAGES, vec![format!("host_id.equals({host_id})")]).await?;
+    let ids: Vec<String> = links.iter().map(|l| s(l, "storage_id")).filter(|i| !i.is_empty()).collect();
+    let storages = if ids.is_empty() {
+        vec![]
+    } else {
+        list_where(&sess, &STORAGES, vec![format!("id.in({})", ids.join(","))]).await?
+    };
+    let netifs = list_where(&sess, &NETIFS, vec![format!("baremetal_id.equals({host_id})")]).await?;
+    Ok(build(&hosts, &storages, &links, &netifs, &[]).hosts.into_iter().next())
+}
+
 /// Builds the snapshot from the region's list answers (pure, for tests).
 pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Value], networks: &[Value]) -> Snapshot {
     let used_storage: HashMap<String, i64> = storages.iter().map(|v| (s(v, "id"), i(v, "used_capacity"))).collect();
+    // Indexes by host, so that building is linear in the lists' sizes.
+    let str_of = |v: &'_ Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut storages_of: HashMap<String, Vec<String>> = HashMap::new();
+    for l in links {
+        storages_of.entry(str_of(l, "host_id")).or_default().push(str_of(l, "storage_id"));
+    }
+    let storages_of: HashMap<&str, Vec<&str>> =
+        storages_of.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+    let mut wires_of: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for n in netifs {
+        let wire = str_of(n, "wire_id");
+        if !wire.is_empty() {
+            wires_of.entry(str_of(n, "baremetal_id")).or_default().insert(wire);
+        }
+    }
     let storages: HashMap<String, StorageCandidate> = storages
         .iter()
         .map(|v| {
@@ -150,19 +188,14 @@ pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Val
                     h.schedtags.extend([s(t, "id"), s(t, "name")].into_iter().filter(|x| !x.is_empty()));
                 }
             }
-            h.storages = links
-                .iter()
-                .filter(|l| s(l, "host_id") == id)
-                .filter_map(|l| storages.get(&s(l, "storage_id")).cloned())
-                .collect();
+            h.storages = storages_of
+                .get(id.as_str())
+                .map(|ids| ids.iter().filter_map(|sid| storages.get(*sid).cloned()).collect())
+                .unwrap_or_default();
             for st in &h.storages {
                 h.used.storage_mb.insert(st.id.clone(), used_storage.get(&st.id).copied().unwrap_or(0));
             }
-            h.wires = netifs
-                .iter()
-                .filter(|n| s(n, "baremetal_id") == id && !s(n, "wire_id").is_empty())
-                .map(|n| s(n, "wire_id"))
-                .collect();
+            h.wires = wires_of.get(id.as_str()).cloned().unwrap_or_default();
             h
         })
         .collect();

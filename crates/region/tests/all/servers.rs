@@ -175,6 +175,28 @@ async fn server_lifecycle() -> Result<()> {
     assert_eq!(used["network"]["ports_used"], 0, "address freed: {used}");
     let q = ok(&tc, Method::GET, "/quotas/system", &admin, None).await?;
     assert_eq!((q["quota"]["usage"]["count"].as_i64(), q["quota"]["usage"]["storage"].as_i64()), (Some(0), Some(0)));
+
+    // A batch: `count` servers named <name>-1..N, each created and placed on its own.
+    let r = ok(
+        &tc,
+        Method::POST,
+        "/servers",
+        &admin,
+        Some(json!({"server": {"name": "b", "vmem_size": 256,
+        "disks": [format!("{img}:1g")], "nets": ["default"]}, "count": 3})),
+    )
+    .await?;
+    let batch: Vec<String> = r["servers"]
+        .as_array()
+        .context("batch answer")?
+        .iter()
+        .map(|x| x["body"]["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(batch.len(), 3, "{r}");
+    for id in &batch {
+        let s = wait_status(&tc, &admin, id, "ready").await?;
+        assert!(s["name"].as_str().unwrap_or_default().starts_with("b-"), "{s}");
+    }
     host.stop().await;
     tc.stop().await
 }
@@ -272,6 +294,43 @@ async fn create_failures_land_in_fail_statuses_and_delete_cleans_up() -> Result<
     .await?;
     assert_eq!(ok(&tc, Method::GET, "/networks/tiny", &admin, None).await?["network"]["ports_used"], 0);
     assert!(host.disks().is_empty(), "{:?}", host.disks());
+
+    // Quotas: one more server fits, the next is refused with the numbers.
+    ok(&tc, Method::POST, "/quotas/system", &admin, Some(json!({"quota": {"count": 1, "memory": 1024}}))).await?;
+    fails(
+        &tc,
+        Method::POST,
+        "/servers",
+        &admin,
+        json!({"server": {"name": "q0", "vmem_size": "2g", "disks": ["1g"]}}),
+        400,
+        "quota memory",
+    )
+    .await?;
+    let q1 = create(&tc, &admin, json!({"name": "q1", "vmem_size": 512, "disks": ["1g"]})).await?;
+    fails(
+        &tc,
+        Method::POST,
+        "/servers",
+        &admin,
+        json!({"server": {"name": "q2", "vmem_size": 256, "disks": ["1g"]}}),
+        400,
+        "quota count",
+    )
+    .await?;
+    wait_status(&tc, &admin, &q1, "ready").await?;
+    // A member cannot push a host's status report.
+    let member = tc.member(&admin, "bob", "system").await?;
+    fails(
+        &tc,
+        Method::POST,
+        &format!("/servers/{q1}/status"),
+        &member,
+        json!({"status": "running", "generation": 99}),
+        403,
+        "system",
+    )
+    .await?;
     host.stop().await;
     tc.stop().await
 }
@@ -359,13 +418,31 @@ async fn host_offline_makes_servers_unknown_and_stale_reports_are_ignored() -> R
     assert!(cb.status.is_success(), "{}", cb.body);
     assert_eq!(server(&tc, &admin, &id).await?["status"], "running");
 
+    // A second server's start is under way (the host answers slowly) when the host is lost:
+    // the start fails at once with the reason, rather than at the task's deadline.
+    let other = create(&tc, &admin, vm("slow", &img)).await?;
+    wait_status(&tc, &admin, &other, "ready").await?;
+    host.set_delay(Duration::from_secs(60));
+    act(&tc, &admin, &other, "start", json!({})).await?;
+    wait_for(CEILING, || async { host.calls().contains(&AgentCall::ServerStart) }).await?;
     host.stop().await;
     wait_exact(&tc, &admin, &id, "unknown").await?;
+    wait_exact(&tc, &admin, &other, "start_fail").await?;
+    let why = reason(&tc, &admin, &other).await?;
+    assert!(why.contains("went offline"), "{why}");
     fails(&tc, Method::POST, &format!("/servers/{id}/stop"), &admin, json!({}), 409, "offline").await?;
     // The host is gone for good: purge forgets the server here and frees its address.
     ok(&tc, Method::DELETE, &format!("/servers/{id}?purge=true"), &admin, None).await?;
     wait_for(CEILING, || async {
         call(&tc, Method::GET, &format!("/servers/{id}"), &admin, None).await.map(|r| r.status == 404).unwrap_or(false)
+    })
+    .await?;
+    ok(&tc, Method::DELETE, &format!("/servers/{other}?purge=true"), &admin, None).await?;
+    wait_for(CEILING, || async {
+        ok(&tc, Method::GET, "/servers?pending_delete=all", &admin, None)
+            .await
+            .map(|v| v["total"] == 0)
+            .unwrap_or(false)
     })
     .await?;
     assert_eq!(ok(&tc, Method::GET, "/networks/default", &admin, None).await?["network"]["ports_used"], 0);
