@@ -8,7 +8,8 @@
 //!  delete (any state): QEMU killed, taps and leases removed, directory removed, task ends
 //! ```
 //! Commands arrive on the guest's channel and run one at a time, so QMP calls never
-//! interleave. Every status change raises `generation`, persisted in `state.json` with the
+//! interleave. Every status change raises `generation` (to at least the wall clock in ms, see
+//! [`next_generation`]), persisted in `state.json` with the
 //! description (without the password) so a restarted agent re-adopts the guest: pidfile
 //! + `/proc/<pid>/cmdline` + QMP `query-status` give its real state.
 
@@ -106,7 +107,7 @@ impl Guest {
 
     fn set_status(&mut self, s: GuestStatus) {
         self.status = s;
-        self.st.generation += 1;
+        self.st.generation = next_generation(self.st.generation);
         self.persist();
         self.agent.publish(self.id(), s, self.st.generation);
     }
@@ -497,6 +498,15 @@ fn merge_desc(old: &GuestJsonDesc, mut new: GuestJsonDesc) -> GuestJsonDesc {
     new
 }
 
+/// The generation after `g`: one more, and never less than the wall clock in milliseconds, so
+/// generations keep growing across agent restarts and even when a guest's state on this host
+/// was lost or the guest is made again under the same id.
+pub fn next_generation(g: u64) -> u64 {
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    (g + 1).max(now_ms)
+}
+
 /// Whether `bin` (a path, or a name looked up in PATH) is an executable file.
 fn on_path(bin: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -543,6 +553,15 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(!qemu_alive(me, "g1"), "the test runner is not QEMU");
         assert!(!qemu_alive(i32::MAX, "g1"));
+    }
+
+    #[test]
+    fn generations_only_grow() {
+        let a = next_generation(0);
+        assert!(a > 1_600_000_000_000, "wall clock floor: {a}");
+        let b = next_generation(a);
+        assert!(b > a);
+        assert_eq!(next_generation(u64::MAX / 2), u64::MAX / 2 + 1);
     }
 
     #[test]
