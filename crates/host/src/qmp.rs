@@ -64,7 +64,7 @@ impl Qmp {
             match Qmp::connect(path, Duration::from_secs(10)).await {
                 Ok(q) => return Ok(q),
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
     }

@@ -67,6 +67,8 @@ pub struct LocalStorage {
     pub disks_dir: PathBuf,
     pub cache_dir: PathBuf,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each cached image's real format, once probed.
+    formats: Mutex<HashMap<String, String>>,
     http: reqwest::Client,
 }
 
@@ -88,7 +90,13 @@ impl LocalStorage {
         }
         let http =
             reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10)).build().unwrap_or_default();
-        Ok(LocalStorage { disks_dir, cache_dir, downloads: Mutex::new(HashMap::new()), http })
+        Ok(LocalStorage {
+            disks_dir,
+            cache_dir,
+            downloads: Mutex::new(HashMap::new()),
+            formats: Mutex::new(HashMap::new()),
+            http,
+        })
     }
 
     pub fn cached_path(&self, image_id: &str) -> PathBuf {
@@ -202,12 +210,21 @@ impl LocalStorage {
                     return Err(StorageError::NotCached(img.to_string()));
                 }
                 let base_s = base.display().to_string();
-                // The base's real format (glance may hand out raw images as they were uploaded).
-                let info = qemu_img(&["info", "--output=json", "-U", &base_s]).await?;
-                let base_fmt = serde_json::from_str::<serde_json::Value>(&info)
-                    .ok()
-                    .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_string))
-                    .unwrap_or_else(|| "qcow2".into());
+                // The base's real format (glance may hand out raw images as they were uploaded),
+                // probed once per image.
+                let known = self.formats.lock().unwrap_or_else(|e| e.into_inner()).get(img).cloned();
+                let base_fmt = match known {
+                    Some(f) => f,
+                    None => {
+                        let info = qemu_img(&["info", "--output=json", "-U", &base_s]).await?;
+                        let f = serde_json::from_str::<serde_json::Value>(&info)
+                            .ok()
+                            .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_string))
+                            .unwrap_or_else(|| "qcow2".into());
+                        self.formats.lock().unwrap_or_else(|e| e.into_inner()).insert(img.to_string(), f.clone());
+                        f
+                    }
+                };
                 let mut args = vec!["create", "-q", "-f", "qcow2", "-b", &base_s, "-F", &base_fmt, &tmp_s];
                 if size_mb > 0 {
                     args.push(&size);
