@@ -64,7 +64,7 @@ pub struct Persisted {
     /// Root ports the running QEMU was started with (the spare ones follow).
     #[serde(default)]
     pub boot_ports: u32,
-    /// Hot-plugged disks of the running QEMU: disk id -> root port.
+    /// Hot-plugged devices of the running QEMU: disk id (or `nic:<mac>`) -> root port.
     #[serde(default)]
     pub hotplug: std::collections::BTreeMap<String, u32>,
 }
@@ -417,7 +417,8 @@ impl Guest {
         Ok(())
     }
 
-    /// Applies a new description: disks added to / removed from a running guest are hot-plugged.
+    /// Applies a new description: disks and NICs added to / removed from a running guest are
+    /// hot-plugged onto / off spare root ports.
     async fn sync(&mut self, desc: GuestJsonDesc) -> Result<(), String> {
         let old = self.st.desc.clone();
         let new = merge_desc(&old, desc);
@@ -429,11 +430,7 @@ impl Guest {
                 }
                 let (file, node) = (format!("file-{}", d.index), qemu::drive_node(d.index));
                 let fmt = if d.format == "raw" { "raw" } else { "qcow2" };
-                let spare = self.st.boot_ports..self.st.boot_ports + self.agent.cfg.spare_root_ports;
-                let port = spare
-                    .clone()
-                    .find(|p| !self.st.hotplug.values().any(|u| u == p))
-                    .ok_or_else(|| format!("no spare PCIe root port left for disk {}", d.disk_id))?;
+                let port = self.spare_port(&format!("disk {}", d.disk_id))?;
                 let q = self.qmp().await?;
                 q.blockdev_add(serde_json::json!({"driver": "file", "filename": path, "node-name": file}))
                     .await
@@ -460,12 +457,58 @@ impl Guest {
                 }
                 self.st.hotplug.remove(&d.disk_id);
             }
+            for n in new.nics.iter().filter(|n| !old.nics.iter().any(|o| o.mac == n.mac)) {
+                let mut one = new.clone();
+                one.nics = vec![n.clone()];
+                self.agent.plug_nics(&one).await?;
+                let port = self.spare_port(&format!("NIC {}", n.mac))?;
+                let tap = qemu::tap_name(self.id(), n);
+                let q = self.qmp().await?;
+                q.execute(
+                    "netdev_add",
+                    Some(serde_json::json!({"type": "tap", "id": format!("net-{}", n.index),
+                    "ifname": tap, "script": "no", "downscript": "no"})),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                q.device_add(serde_json::json!({"driver": "virtio-net-pci", "netdev": format!("net-{}", n.index),
+                    "mac": n.mac, "id": format!("nic-{}", n.index), "bus": format!("rp{port}")}))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.st.hotplug.insert(format!("nic:{}", n.mac), port);
+            }
+            for n in old.nics.iter().filter(|n| !new.nics.iter().any(|x| x.mac == n.mac)) {
+                let q = self.qmp().await?;
+                let dev = format!("nic-{}", n.index);
+                q.device_del(&dev).await.map_err(|e| e.to_string())?;
+                // Gone from QOM once the guest has released it; then the backend can go.
+                for _ in 0..200 {
+                    let path = serde_json::json!({"path": format!("/machine/peripheral/{dev}")});
+                    if q.execute("qom-list", Some(path)).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = q.execute("netdev_del", Some(serde_json::json!({"id": format!("net-{}", n.index)}))).await;
+                self.st.hotplug.remove(&format!("nic:{}", n.mac));
+            }
+        }
+        // The taps of NICs that left go too (running or not).
+        for n in old.nics.iter().filter(|n| !new.nics.iter().any(|x| x.mac == n.mac)) {
+            self.agent.net.delete_tap(&qemu::tap_name(self.id(), n)).await.map_err(|e| e.to_string())?;
         }
         self.st.desc = new;
         self.agent.set_desc(&self.st.desc);
         self.agent.register_leases(&self.st.desc);
         self.persist();
         Ok(())
+    }
+
+    /// A free spare root port of the running QEMU, for hot-plugging `what`.
+    fn spare_port(&self, what: &str) -> Result<u32, String> {
+        (self.st.boot_ports..self.st.boot_ports + self.agent.cfg.spare_root_ports)
+            .find(|p| !self.st.hotplug.values().any(|u| u == p))
+            .ok_or_else(|| format!("no spare PCIe root port left for {what}"))
     }
 
     async fn delete(&mut self) -> Result<Value, String> {

@@ -164,6 +164,19 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     eprintln!("unplugged disk gone from the guest after {:?}", t.elapsed());
     c.call(reqwest::Method::POST, "/disks/s1/delete/disk-2", Some(json!({})), long).await?;
 
+    // Hotplug a second NIC (its tap, lease and QEMU netdev), then unplug it.
+    let mut desc3 = desc.clone();
+    let tap2 = format!("vn{pid}b");
+    desc3["nics"].as_array_mut().context("nics")?.push(json!({"index": 1, "mac": "00:22:aa:10:00:1a",
+        "ip": "10.99.0.11", "masklen": 24, "gateway": "10.99.0.1", "dns": "", "bridge": "brtest0",
+        "wire_id": "w1", "network_id": "n1", "vlan": 1, "ifname": tap2}));
+    c.call(reqwest::Method::POST, &format!("/servers/{gid}/sync"), Some(json!({"desc": desc3})), long).await?;
+    wait_guest(&ssh, "ls /sys/class/net", |o| o.contains("eth1"), Duration::from_secs(30)).await?;
+    c.call(reqwest::Method::POST, &format!("/servers/{gid}/sync"), Some(json!({"desc": desc})), long).await?;
+    wait_guest(&ssh, "ls /sys/class/net", |o| !o.contains("eth1"), Duration::from_secs(30)).await?;
+    let gone = Command::new("ip").args(["-n", &netns, "link", "show", &tap2]).output()?;
+    assert!(!gone.status.success(), "the unplugged NIC's tap is left");
+
     // Stop by ACPI power button: QEMU exits, status ready.
     let qemu_pid: i32 = std::fs::read_to_string(dir.join("servers").join(&gid).join("qemu.pid"))?.trim().parse()?;
     let t = Instant::now();
