@@ -123,11 +123,21 @@ pub async fn names(
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    let cond = Condition::all().add(Expr::col((Alias::new(spec.table), Alias::new("id"))).is_in(ids));
-    Ok(store::select(ctx.db(), spec, cond)
+    // Only the two columns, distinct ids: a page of 1000 servers on 10 hosts reads 10 rows.
+    let mut ids = ids;
+    ids.sort_unstable();
+    ids.dedup();
+    let mut q = Query::select();
+    q.from(Alias::new(spec.table))
+        .column(Alias::new("id"))
+        .column(Alias::new("name"))
+        .and_where(Expr::col(Alias::new("id")).is_in(ids));
+    Ok(ctx
+        .db()
+        .query_all(&q)
         .await?
-        .into_iter()
-        .map(|r| (row_str(&r, "id").to_string(), row_str(&r, "name").to_string()))
+        .iter()
+        .filter_map(|r| Some((r.try_get_by_index::<String>(0).ok()?, r.try_get_by_index::<String>(1).ok()?)))
         .collect())
 }
 

@@ -99,8 +99,6 @@ pub fn storagecachedimage_spec() -> ResourceSpec {
 }
 
 resource_struct!(Disks, disk_spec);
-resource_struct!(GuestDisks, guestdisk_spec);
-resource_struct!(GuestNetworks, guestnetwork_spec);
 resource_struct!(Cachedimages, cachedimage_spec);
 resource_struct!(StoragecachedImages, storagecachedimage_spec);
 
@@ -252,35 +250,36 @@ impl Resource for Disks {
     }
 }
 
+/// Where a view's added name comes from: (the spec, the key without `_id`).
+type NameSource = (fn() -> ResourceSpec, &'static str);
+
+/// A server's joint rows (guestdisks, guestnetworks): listed, never written directly.
+pub struct Joint {
+    spec: ResourceSpec,
+    /// The other side: `GET /<plural>/<id>/<joint plural>` filters on `col`.
+    other: (&'static str, &'static str),
+    /// A name to add to views: (the spec it comes from, the key without `_id`).
+    named: Option<NameSource>,
+}
+
+pub fn guestdisks() -> Joint {
+    Joint { spec: guestdisk_spec(), other: ("disks", "disk_id"), named: None }
+}
+
+pub fn guestnetworks() -> Joint {
+    Joint {
+        spec: guestnetwork_spec(),
+        other: ("networks", "network_id"),
+        named: Some((crate::networks::network_spec, "network")),
+    }
+}
+
 fn joint_readonly() -> Error {
     Error::BadRequest("change a server's disks and NICs through the server's actions".into())
 }
 
 #[async_trait]
-impl Resource for GuestDisks {
-    fn spec(&self) -> &ResourceSpec {
-        &self.spec
-    }
-    async fn validate_create(&self, _c: &Ctx, _i: &mut Row, _r: &Row, _o: &Owner) -> Result<(), Error> {
-        Err(joint_readonly())
-    }
-    async fn validate_update(&self, _c: &Ctx, _r: &Row, _p: &mut Row, _raw: &Row) -> Result<(), Error> {
-        Err(joint_readonly())
-    }
-    async fn validate_delete(&self, _c: &Ctx, _r: &Row) -> Result<(), Error> {
-        Err(joint_readonly())
-    }
-    async fn context_filter(&self, _ctx: &Ctx, plural: &str, id: &str) -> Result<Option<Condition>, Error> {
-        Ok(match plural {
-            "servers" => Some(eq(self.spec.table, "guest_id", id)),
-            "disks" => Some(eq(self.spec.table, "disk_id", id)),
-            _ => None,
-        })
-    }
-}
-
-#[async_trait]
-impl Resource for GuestNetworks {
+impl Resource for Joint {
     fn spec(&self) -> &ResourceSpec {
         &self.spec
     }
@@ -294,12 +293,15 @@ impl Resource for GuestNetworks {
         Err(joint_readonly())
     }
     async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _d: bool) -> Result<(), Error> {
-        add_names(ctx, rows, &crate::networks::network_spec(), "network").await
+        match self.named {
+            Some((spec, key)) => add_names(ctx, rows, &spec(), key).await,
+            None => Ok(()),
+        }
     }
     async fn context_filter(&self, _ctx: &Ctx, plural: &str, id: &str) -> Result<Option<Condition>, Error> {
         Ok(match plural {
             "servers" => Some(eq(self.spec.table, "guest_id", id)),
-            "networks" => Some(eq(self.spec.table, "network_id", id)),
+            p if p == self.other.0 => Some(eq(self.spec.table, self.other.1, id)),
             _ => None,
         })
     }

@@ -183,8 +183,8 @@ fn resources() -> Vec<Arc<dyn cloudcommon::resource::Resource>> {
         Arc::new(quotas::Quotas::new()),
         Arc::new(servers::Servers::new()),
         Arc::new(disks::Disks::new()),
-        Arc::new(disks::GuestDisks::new()),
-        Arc::new(disks::GuestNetworks::new()),
+        Arc::new(disks::guestdisks()),
+        Arc::new(disks::guestnetworks()),
         Arc::new(disks::Cachedimages::new()),
         Arc::new(disks::StoragecachedImages::new()),
     ]

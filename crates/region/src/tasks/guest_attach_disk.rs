@@ -7,7 +7,6 @@
 //! ```
 
 use apis::Error;
-use apis::compute::{ServerStatusReport, ServerSyncRequest};
 use async_trait::async_trait;
 use cloudcommon::db::new_id;
 use cloudcommon::resource::{row_str, store};
@@ -15,7 +14,7 @@ use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse, to_value};
+use super::{SYNCED, log_fail, note_report, request_sync};
 use crate::common::eq;
 use crate::disks::{guestdisk_spec, owned_row};
 use crate::servers;
@@ -31,8 +30,6 @@ pub struct Params {
 
 pub struct GuestAttachDiskTask;
 
-const SYNCED: &str = "synced";
-
 #[async_trait]
 impl Task for GuestAttachDiskTask {
     const NAME: &'static str = "GuestAttachDiskTask";
@@ -42,9 +39,7 @@ impl Task for GuestAttachDiskTask {
         let ctx = t.ctx();
         let id = t.params.server_id.clone();
         if stage == SYNCED {
-            if let Ok(rep) = parse::<ServerStatusReport>(data, "sync") {
-                servers::note_generation(&ctx, &id, rep.generation).await?;
-            }
+            note_report(&ctx, &id, data).await?;
             servers::set_status(&ctx, &id, &t.params.prev_status, None).await?;
             return Ok(Next::Complete(json!({"server_id": id, "disk_id": t.params.disk_id})));
         }
@@ -61,9 +56,7 @@ impl Task for GuestAttachDiskTask {
             store::insert(&txn, &guestdisk_spec(), &gd).await?;
             txn.commit().await?;
         }
-        let host = servers::host_of(&ctx, &row).await?;
-        let req = ServerSyncRequest { desc: crate::desc::build(&ctx, &row, None).await? };
-        call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{id}/sync")), &to_value(&req), SYNCED).await?;
+        request_sync(t, &id, |_| {}).await?;
         Ok(Next::Wait(SYNCED))
     }
 

@@ -7,14 +7,13 @@
 //! ```
 
 use apis::Error;
-use apis::compute::{ServerStatusReport, ServerSyncRequest};
 use async_trait::async_trait;
 use cloudcommon::resource::Row;
 use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse, to_value};
+use super::{SYNCED, log_fail, note_report, request_sync};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,8 +26,6 @@ pub struct Params {
 }
 
 pub struct GuestChangeConfigTask;
-
-const SYNCED: &str = "synced";
 
 fn sizes(cpu: i64, mem: i64) -> Row {
     let mut p = Row::new();
@@ -46,18 +43,13 @@ impl Task for GuestChangeConfigTask {
         let ctx = t.ctx();
         let id = t.params.server_id.clone();
         if stage == SYNCED {
-            if let Ok(rep) = parse::<ServerStatusReport>(data, "sync") {
-                servers::note_generation(&ctx, &id, rep.generation).await?;
-            }
+            note_report(&ctx, &id, data).await?;
             servers::set_status(&ctx, &id, servers::READY, None).await?;
             return Ok(Next::Complete(json!({"server_id": id, "vcpu_count": t.params.vcpu_count,
                 "vmem_size": t.params.vmem_size})));
         }
         servers::set_fields(&ctx, &id, sizes(t.params.vcpu_count, t.params.vmem_size)).await?;
-        let row = servers::server(&ctx, &id).await?;
-        let host = servers::host_of(&ctx, &row).await?;
-        let req = ServerSyncRequest { desc: crate::desc::build(&ctx, &row, None).await? };
-        call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{id}/sync")), &to_value(&req), SYNCED).await?;
+        request_sync(t, &id, |_| {}).await?;
         Ok(Next::Wait(SYNCED))
     }
 

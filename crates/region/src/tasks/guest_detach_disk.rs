@@ -8,14 +8,13 @@
 //! ```
 
 use apis::Error;
-use apis::compute::{ServerStatusReport, ServerSyncRequest};
 use async_trait::async_trait;
 use cloudcommon::resource::store;
 use cloudcommon::tasks::{Next, Task, TaskManager, TaskObject, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse, to_value};
+use super::{SYNCED, log_fail, note_report, request_sync};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -28,8 +27,6 @@ pub struct Params {
 
 pub struct GuestDetachDiskTask;
 
-const SYNCED: &str = "synced";
-
 #[async_trait]
 impl Task for GuestDetachDiskTask {
     const NAME: &'static str = "GuestDetachDiskTask";
@@ -39,9 +36,7 @@ impl Task for GuestDetachDiskTask {
         let ctx = t.ctx();
         let id = t.params.server_id.clone();
         if stage == SYNCED {
-            if let Ok(rep) = parse::<ServerStatusReport>(data, "sync") {
-                servers::note_generation(&ctx, &id, rep.generation).await?;
-            }
+            note_report(&ctx, &id, data).await?;
             ctx.db()
                 .raw_exec(
                     "DELETE FROM guestdisks_tbl WHERE guest_id = ? AND disk_id = ?",
@@ -63,12 +58,8 @@ impl Task for GuestDetachDiskTask {
             }
             return Ok(Next::Complete(json!({"server_id": id, "disk_id": t.params.disk_id})));
         }
-        let row = servers::server(&ctx, &id).await?;
-        let host = servers::host_of(&ctx, &row).await?;
-        let mut desc = crate::desc::build(&ctx, &row, None).await?;
-        desc.disks.retain(|d| d.disk_id != t.params.disk_id);
-        let req = ServerSyncRequest { desc };
-        call_agent(t, &host, (reqwest::Method::POST, &format!("/servers/{id}/sync")), &to_value(&req), SYNCED).await?;
+        let disk_id = t.params.disk_id.clone();
+        request_sync(t, &id, |desc| desc.disks.retain(|d| d.disk_id != disk_id)).await?;
         Ok(Next::Wait(SYNCED))
     }
 

@@ -2,13 +2,13 @@
 //! `ready`; on failure (the guest did not power off in time) `stop_fail`.
 
 use apis::Error;
-use apis::compute::{ServerStatusReport, ServerStopRequest};
+use apis::compute::ServerStopRequest;
 use async_trait::async_trait;
 use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse, to_value};
+use super::{call_agent, log_fail, to_value};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -38,9 +38,7 @@ pub async fn request_stop<P>(t: &TaskRun<P>, server_id: &str, timeout: u64, is_f
 /// Applies the host's answer to a stop.
 pub async fn apply_stopped<P>(t: &TaskRun<P>, server_id: &str, data: &Value) -> Result<(), Error> {
     let ctx = t.ctx();
-    if let Ok(rep) = parse::<ServerStatusReport>(data, "stop") {
-        servers::note_generation(&ctx, server_id, rep.generation).await?;
-    }
+    super::note_report(&ctx, server_id, data).await?;
     servers::set_status(&ctx, server_id, servers::READY, None).await
 }
 

@@ -10,7 +10,7 @@ use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse};
+use super::{SYNCED, call_agent, log_fail, parse};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -19,8 +19,6 @@ pub struct Params {
 }
 
 pub struct GuestSyncstatusTask;
-
-const SYNCED: &str = "synced";
 
 #[async_trait]
 impl Task for GuestSyncstatusTask {

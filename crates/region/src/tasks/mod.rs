@@ -67,6 +67,35 @@ pub async fn call_agent<P>(
     r.remote.agent(host, method, path, &headers, Some(body)).await
 }
 
+/// The stage that waits for the answer to [`request_sync`].
+pub const SYNCED: &str = "synced";
+
+/// Pushes the server's description, as `edit` leaves it, to its host (`POST
+/// /servers/<id>/sync`: the host applies it, hotplugging when the guest runs); the caller
+/// then waits for [`SYNCED`].
+pub async fn request_sync<P>(
+    t: &TaskRun<P>,
+    server_id: &str,
+    edit: impl FnOnce(&mut apis::compute::GuestJsonDesc),
+) -> Result<(), Error> {
+    let ctx = t.ctx();
+    let row = crate::servers::server(&ctx, server_id).await?;
+    let host = crate::servers::host_of(&ctx, &row).await?;
+    let mut desc = crate::desc::build(&ctx, &row, None).await?;
+    edit(&mut desc);
+    let req = apis::compute::ServerSyncRequest { desc };
+    let path = format!("/servers/{server_id}/sync");
+    call_agent(t, &host, (reqwest::Method::POST, &path), &to_value(&req), SYNCED).await
+}
+
+/// Notes the generation of a host's status report, when the callback body is one.
+pub async fn note_report(ctx: &cloudcommon::resource::Ctx, server_id: &str, data: &Value) -> Result<(), Error> {
+    if let Ok(rep) = serde_json::from_value::<apis::compute::ServerStatusReport>(data.clone()) {
+        crate::servers::note_generation(ctx, server_id, rep.generation).await?;
+    }
+    Ok(())
+}
+
 /// A callback body as the contract type `T`.
 pub fn parse<T: DeserializeOwned>(data: &Value, what: &str) -> Result<T, Error> {
     serde_json::from_value(data.clone()).map_err(|e| Error::Internal(format!("the host's {what} answer: {e}")))
