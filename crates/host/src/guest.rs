@@ -294,7 +294,8 @@ impl Guest {
         if let Err(e) = &r {
             tracing::warn!(guest = self.id(), "start failed: {e}");
             self.qmp = None;
-            if let Some(pid) = read_pid(&self.paths) {
+            // A QEMU this attempt started (the pidfile was removed before the spawn).
+            if let Some(pid) = read_pid(&self.paths).filter(|p| qemu_alive(*p, self.id())) {
                 kill(pid);
             }
             self.set_status(GuestStatus::Ready);
@@ -318,6 +319,7 @@ impl Guest {
         for f in [self.paths.pidfile(), self.paths.qmp()] {
             let _ = std::fs::remove_file(f);
         }
+        self.qmp = None; // never a connection to an earlier QEMU
         let spec = LaunchSpec {
             accel: agent.accel,
             paths: self.paths.clone(),
@@ -359,6 +361,7 @@ impl Guest {
     /// Forwards the VNC port out of the namespace (nothing to do outside one).
     async fn forward_vnc(&mut self) {
         let Some(ns) = self.agent.net.netns.clone() else { return };
+        self.vnc = None; // release an earlier forwarder's port first
         let port = 5900 + self.st.vnc_display;
         match crate::vnc::VncProxy::start(&self.agent.cfg.vnc_listen, port, ns, port).await {
             Ok(p) => self.vnc = Some(p),
