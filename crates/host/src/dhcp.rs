@@ -198,7 +198,15 @@ pub async fn serve(sock: std::net::UdpSocket, leases: Arc<Leases>, server_id: Ip
     };
     let mut buf = vec![0u8; 1500];
     loop {
-        let Ok((n, _from)) = sock.recv_from(&mut buf).await else { continue };
+        let (n, _from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // e.g. the bridge went away: don't spin.
+                tracing::warn!(bridge, "dhcp receive: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let Some(req) = parse(&buf[..n]) else { continue };
         let Some(lease) = leases.get(&req.mac) else {
             tracing::debug!(bridge, mac = req.mac, "dhcp: unknown MAC, no answer");

@@ -38,7 +38,14 @@ impl VncProxy {
         let port = l.local_addr()?.port();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut outer, from)) = l.accept().await else { continue };
+                let (mut outer, from) = match l.accept().await {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // e.g. out of file descriptors: don't spin.
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
                 let ns = netns.clone();
                 tokio::spawn(async move {
                     let inner = net::in_netns(Some(ns), move || {
