@@ -85,6 +85,8 @@ impl Agent {
     pub async fn start(self: &Arc<Self>) -> Result<(), String> {
         self.net.prepare().await.map_err(|e| format!("preparing guest networking: {e}"))?;
         self.start_metadata().await?;
+        let servers = self.cfg.servers_dir();
+        let _ = tokio::task::spawn_blocking(move || crate::fsdeploy::reap_leftovers(&servers)).await;
         let mut found = vec![];
         if let Ok(rd) = std::fs::read_dir(self.cfg.servers_dir()) {
             for e in rd.flatten() {

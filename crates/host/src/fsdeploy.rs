@@ -181,8 +181,47 @@ impl Deployer for DirectDeployer {
     }
 }
 
+/// Cleans what a direct deploy cut short by an agent crash left under `servers_dir`: the
+/// `qemu-storage-daemon` still exporting a disk (SIGTERM), then its mount and mountpoint.
+pub fn reap_leftovers(servers_dir: &Path) {
+    let marker = format!("mountpoint={}/", servers_dir.display());
+    let mut stopped = vec![];
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("qemu-storage-daemon") && cmd.contains(&marker) {
+                tracing::warn!(pid, "stopping a qemu-storage-daemon left by an interrupted deploy");
+                // SAFETY: a daemon exporting into our own servers directory (checked above).
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                stopped.push(pid);
+            }
+        }
+    }
+    // Let them unmount their exports (up to 5 s each, a zombie counts as gone).
+    for pid in stopped {
+        for _ in 0..50 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if matches!(stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()), None | Some('Z' | 'X')) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(servers_dir) {
+        for e in rd.flatten() {
+            let view = e.path().join("deploy-view");
+            if view.exists() {
+                unmount_if_mounted(&view);
+                let _ = std::fs::remove_file(&view);
+            }
+        }
+    }
+}
+
 /// Detaches a FUSE mount left at `p` (a daemon that died without unmounting).
-fn unmount_if_mounted(p: &Path) {
+pub fn unmount_if_mounted(p: &Path) {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let target = p.display().to_string();
     if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(target.as_str()))

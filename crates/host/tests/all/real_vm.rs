@@ -275,9 +275,33 @@ async fn direct_deploy_without_config_drive() -> Result<()> {
     let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
     sh(Command::new("ip").args(["netns", "add", &netns]))?;
     let (fake, cbs) = fake_services(std::fs::read(&image)?).await?;
+    // What an agent killed in the middle of a direct deploy leaves: a daemon still exporting a
+    // disk through FUSE into a guest directory. The next agent's start cleans it.
+    let left = dir.join("servers/leftover");
+    std::fs::create_dir_all(&left)?;
+    sh(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(left.join("d.qcow2")).arg("8M"))?;
+    std::fs::write(left.join("deploy-view"), b"")?;
+    let mut qsd = Command::new("qemu-storage-daemon")
+        .arg("--blockdev")
+        .arg(format!("driver=file,filename={},node-name=f", left.join("d.qcow2").display()))
+        .args(["--blockdev", "driver=qcow2,file=f,node-name=d", "--export"])
+        .arg(format!("type=fuse,id=e,node-name=d,mountpoint={},writable=on", left.join("deploy-view").display()))
+        .spawn()?;
+    let mounted = || std::fs::read_to_string("/proc/self/mounts").unwrap_or_default().contains("leftover/deploy-view");
+    let t = Instant::now();
+    while !mounted() {
+        ensure!(t.elapsed() < Duration::from_secs(10), "the leftover export never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut cfg = test_config(&dir, &netns);
     cfg.deployer = "direct".into();
     let (built, url) = start_agent_with(cfg, std::sync::Arc::new(Verifier), std::sync::Arc::new(AgentToken)).await?;
+    let t = Instant::now();
+    while qsd.try_wait()?.is_none() {
+        ensure!(t.elapsed() < Duration::from_secs(10), "the leftover qemu-storage-daemon was not stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!mounted() && !left.join("deploy-view").exists(), "leftover export not cleaned");
     let c =
         Client { http: reqwest::Client::new(), agent: url, fake: fake.clone(), cbs, n: 0.into(), token: TOKEN.into() };
     let long = Duration::from_secs(90);
