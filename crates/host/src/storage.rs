@@ -320,6 +320,9 @@ mod tests {
             assert_eq!(v["virtual-size"], 16 << 20, "{v}");
             assert!(v["backing-filename"].as_str().unwrap().ends_with(img), "{v}");
         }
+        st.resize_disk("d2", 32).await.unwrap();
+        let info = qemu_img(&["info", "--output=json", &st.disk_path("d2").display().to_string()]).await.unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&info).unwrap()["virtual-size"], 32 << 20);
         // Idempotent: a retried create finds the disk; delete twice is fine.
         st.create_disk("d1", 16, "qcow2", Some("rawimg")).await.unwrap();
         st.delete_disk("d1").await.unwrap();
