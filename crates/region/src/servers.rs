@@ -612,9 +612,11 @@ async fn claim(ctx: &Ctx, row: &Row, from: &str, to: &str) -> Result<(), Error> 
 /// A host's report of a guest's state, applied if newer than the last one applied.
 pub async fn apply_report(ctx: &Ctx, id: &str, status: GuestStatus, generation: u64) -> Result<bool, Error> {
     let row = server(ctx, id).await?;
+    let crashed = status == GuestStatus::Crashed;
     let status = match status {
         GuestStatus::Running => RUNNING,
-        GuestStatus::Ready => READY,
+        // A crashed guest is off: ready, so it can be started again, with the crash recorded.
+        GuestStatus::Ready | GuestStatus::Crashed => READY,
         GuestStatus::Unknown => UNKNOWN,
         _ => return Ok(false),
     };
@@ -638,6 +640,10 @@ pub async fn apply_report(ctx: &Ctx, id: &str, status: GuestStatus, generation: 
             ],
         )
         .await?;
+    if n > 0 && crashed {
+        let note = json!({"reason": "the guest crashed (its QEMU process ended without a shutdown)"});
+        ctx.svc.actionlog.record(ctx, &server_spec(), &row, "crash", false, note).await;
+    }
     Ok(n > 0)
 }
 

@@ -409,6 +409,12 @@ async fn host_offline_makes_servers_unknown_and_stale_reports_are_ignored() -> R
     let r = act(&tc, &admin, &id, "status", json!({"status": "running", "generation": generation + 1})).await?;
     assert_eq!(r["applied"], true);
     assert_eq!(server(&tc, &admin, &id).await?["status"], "running");
+    // A crash reported by the host: off (ready, can be started again), recorded in the events.
+    let r = act(&tc, &admin, &id, "status", json!({"status": "crashed", "generation": generation + 2})).await?;
+    assert_eq!(r["applied"], true);
+    assert_eq!(server(&tc, &admin, &id).await?["status"], "ready");
+    assert!(reason(&tc, &admin, &id).await?.contains("crashed"));
+    act(&tc, &admin, &id, "status", json!({"status": "running", "generation": generation + 3})).await?;
     // A callback for a task already finished is ignored.
     let tasks = ok(&tc, Method::GET, &format!("/tasks?obj_id={id}"), &admin, None).await?;
     let done = tasks["tasks"][0]["id"].as_str().context("task")?.to_string();
