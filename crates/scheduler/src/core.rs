@@ -239,24 +239,64 @@ struct Free<'a> {
     storage: Vec<(&'a str, &'a str, i64)>, // (id, type, free MB)
 }
 
+/// Free MB of one of `h`'s storages, net of committed and pending usage.
+fn storage_free(h: &HostCandidate, s: &StorageCandidate, pending: Option<&Usage>) -> i64 {
+    let total = (s.capacity_mb as f64 * s.cmtbound).floor() as i64 - s.reserved_mb;
+    let committed = if h.used.storage_mb.is_empty() { 0 } else { h.used.storage_mb.get(&s.id).copied().unwrap_or(0) };
+    let reserved = match pending {
+        Some(p) if !p.storage_mb.is_empty() => p.storage_mb.get(&s.id).copied().unwrap_or(0),
+        _ => 0,
+    };
+    total - committed - reserved
+}
+
 fn free_of<'a>(h: &'a HostCandidate, pending: Option<&Usage>) -> Free<'a> {
     let (pcpu, pmem) = pending.map_or((0, 0), |p| (p.cpu, p.mem_mb));
-    let used = |id: &str| {
-        h.used.storage_mb.get(id).copied().unwrap_or(0)
-            + pending.and_then(|p| p.storage_mb.get(id).copied()).unwrap_or(0)
-    };
     Free {
         cpu: h.cpu_total() - h.used.cpu - pcpu,
         mem: h.mem_total() - h.used.mem_mb - pmem,
         storage: h
             .storages
             .iter()
-            .map(|s| {
-                let total = (s.capacity_mb as f64 * s.cmtbound).floor() as i64 - s.reserved_mb;
-                (s.id.as_str(), s.storage_type.as_str(), total - used(&s.id))
-            })
+            .map(|s| (s.id.as_str(), s.storage_type.as_str(), storage_free(h, s, pending)))
             .collect(),
     }
+}
+
+/// What the filters and the capacity need of a host, computed without allocating when the
+/// request has at most one disk (the storages are then summed on the fly).
+struct Avail {
+    cpu: i64,
+    mem: i64,
+    /// How many copies of the disks fit (at most the cap).
+    disk_copies: i64,
+}
+
+fn avail(h: &HostCandidate, pending: Option<&Usage>, input: &ScheduleInput, cap: i64) -> Avail {
+    let (pcpu, pmem) = pending.map_or((0, 0), |p| (p.cpu, p.mem_mb));
+    let cpu = h.cpu_total() - h.used.cpu - pcpu;
+    let mem = h.mem_total() - h.used.mem_mb - pmem;
+    let per = |free: i64, want: i64| if want <= 0 { cap } else { (free / want).max(0) };
+    let disk_copies = match input.disks.as_slice() {
+        [] => cap,
+        [d] => h
+            .storages
+            .iter()
+            .filter(|s| d.backend.is_empty() || s.storage_type == d.backend)
+            .map(|s| per(storage_free(h, s, pending), d.size_mb))
+            .fold(0i64, |a, b| a.saturating_add(b)),
+        _ => {
+            // Several disks compete for the same storages: place copies one at a time.
+            let mut f = free_of(h, pending);
+            let bound = per(cpu, input.cpu).min(per(mem, input.mem_mb)).min(cap);
+            let mut n = 0;
+            while n < bound && place_disks(input, &mut f).is_some() {
+                n += 1;
+            }
+            n
+        }
+    };
+    Avail { cpu, mem, disk_copies }
 }
 
 /// Places one instance's disks on `free` storages (largest free first), taking the space.
@@ -272,15 +312,6 @@ fn place_disks(input: &ScheduleInput, free: &mut Free<'_>) -> Option<Vec<String>
         chosen.push(s.0.to_string());
     }
     Some(chosen)
-}
-
-/// Whether one instance's disks fit, without allocating for the common one-disk case.
-fn disks_fit(input: &ScheduleInput, free: &Free<'_>) -> bool {
-    match input.disks.as_slice() {
-        [] => true,
-        [d] => free.storage.iter().any(|(_, t, f)| (d.backend.is_empty() || *t == d.backend) && *f >= d.size_mb),
-        _ => place_disks(input, &mut free.clone()).is_some(),
-    }
 }
 
 fn norm_hypervisor(h: &str) -> &str {
@@ -343,7 +374,13 @@ fn wanted(filter: Filter, input: &ScheduleInput) -> String {
 }
 
 /// Runs one filter on one host: `Err(reason)` rejects it.
-fn check(filter: Filter, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInput) -> Result<(), String> {
+fn check(
+    filter: Filter,
+    h: &HostCandidate,
+    free: &Avail,
+    pending: Option<&Usage>,
+    input: &ScheduleInput,
+) -> Result<(), String> {
     match filter {
         Filter::Status if h.host_status != "online" => Err(format!("host_status {}", h.host_status)),
         Filter::Status if !h.enabled => Err("disabled".into()),
@@ -375,10 +412,14 @@ fn check(filter: Filter, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInp
             Err(format!("free {} MB under bound {}", free.mem.max(0), h.mem_cmtbound))
         }
         Filter::Storage => {
-            if disks_fit(input, free) {
+            if free.disk_copies > 0 {
                 return Ok(());
             }
-            let f: Vec<String> = free.storage.iter().map(|(_, t, f)| format!("{t} {} MB free", f.max(&0))).collect();
+            let f: Vec<String> = h
+                .storages
+                .iter()
+                .map(|st| format!("{} {} MB free", st.storage_type, storage_free(h, st, pending).max(0)))
+                .collect();
             Err(if f.is_empty() { "has no storage".into() } else { f.join(", ") })
         }
         Filter::Network => match input.networks.iter().find(|n| !h.wires.contains(&n.wire_id)) {
@@ -389,70 +430,58 @@ fn check(filter: Filter, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInp
     }
 }
 
-/// How many copies of the request fit in `free` (at most `cap`).
-fn capacity(input: &ScheduleInput, free: &Free<'_>, cap: u32) -> u32 {
-    // CPU and memory bound the count arithmetically; so do the disks when there is one (the
-    // common case: each storage holds floor(free / size) of it). Several disks compete for
-    // the same storages, so those are placed one instance at a time, up to that bound.
+/// How many copies of the request fit (at most `cap`).
+fn capacity(input: &ScheduleInput, a: &Avail, cap: u32) -> u32 {
     let per = |free: i64, want: i64| if want <= 0 { cap as i64 } else { (free / want).max(0) };
-    let mut bound = per(free.cpu, input.cpu).min(per(free.mem, input.mem_mb)).min(cap as i64);
-    match input.disks.as_slice() {
-        [] => {}
-        [d] => {
-            let fits: i64 = free
-                .storage
-                .iter()
-                .filter(|(_, t, _)| d.backend.is_empty() || *t == d.backend)
-                .map(|(_, _, f)| per(*f, d.size_mb))
-                .sum();
-            bound = bound.min(fits);
-        }
-        _ => {
-            let mut f = free.clone();
-            let mut n = 0;
-            while n < bound && place_disks(input, &mut f).is_some() {
-                n += 1;
-            }
-            bound = n;
-        }
-    }
-    bound.max(0) as u32
+    per(a.cpu, input.cpu).min(per(a.mem, input.mem_mb)).min(a.disk_copies).clamp(0, cap as i64) as u32
 }
 
 /// `guest-lowload`: 10 x (1 - cpu rate - mem rate) when both are under half.
-fn low_load(h: &HostCandidate, free: &Free<'_>) -> f64 {
+fn low_load(h: &HostCandidate, free: &Avail) -> f64 {
     let rate = |free: i64, total: i64| if total <= 0 { 1.0 } else { 1.0 - free as f64 / total as f64 };
     let (c, m) = (rate(free.cpu, h.cpu_total()), rate(free.mem, h.mem_total()));
     if c < 0.5 && m < 0.5 { 10.0 * (1.0 - c - m) } else { 0.0 }
 }
 
+/// Pending usage per host: by host id, or lined up with the hosts (no hashing per host).
+#[derive(Clone, Copy)]
+pub enum Pending<'a> {
+    ById(&'a HashMap<String, Usage>),
+    ByIndex(&'a [Option<&'a Usage>]),
+}
+
+impl<'a> Pending<'a> {
+    fn of(self, i: usize, h: &HostCandidate) -> Option<&'a Usage> {
+        match self {
+            Pending::ById(m) if m.is_empty() => None,
+            Pending::ById(m) => m.get(&h.id),
+            Pending::ByIndex(v) => v.get(i).copied().flatten(),
+        }
+    }
+}
+
 /// Filters, scores and deals `input.count` instances over `hosts`, net of `pending`; every
 /// passing host is listed, best first (forecasts).
 pub fn schedule(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &ScheduleInput) -> Outcome {
-    run(hosts, pending, input, true)
+    run(hosts, Pending::ById(pending), input, true)
 }
 
 /// As [`schedule`], without listing the passing hosts: only the best `count` are ranked, so
 /// a placement costs one pass over the hosts plus a partial sort.
-pub fn schedule_lean(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &ScheduleInput) -> Outcome {
+pub fn schedule_lean(hosts: &[HostCandidate], pending: Pending<'_>, input: &ScheduleInput) -> Outcome {
     run(hosts, pending, input, false)
 }
 
 /// A host that passed every filter, before ranking.
+#[derive(Clone, Copy)]
 struct Pass<'a> {
+    /// Position in `hosts`.
+    idx: usize,
     h: &'a HostCandidate,
-    free: Free<'a>,
     capacity: u32,
     prefer: u32,
     avoid: u32,
     score: f64,
-}
-
-impl<'a> Pass<'a> {
-    /// A copy to deal from (dealing takes from `free`).
-    fn copy(&self) -> Pass<'a> {
-        Pass { free: self.free.clone(), ..*self }
-    }
 }
 
 /// Prefer bucket first, avoid bucket last, then the normal score; names break ties.
@@ -464,13 +493,14 @@ fn rank(a: &Pass<'_>, b: &Pass<'_>) -> std::cmp::Ordering {
         .then(a.h.name.cmp(&b.h.name))
 }
 
-fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &ScheduleInput, full: bool) -> Outcome {
+fn run(hosts: &[HostCandidate], pending: Pending<'_>, input: &ScheduleInput, full: bool) -> Outcome {
     let mut failures: Vec<FilterFailure> = vec![];
     let mut passed: Vec<Pass<'_>> = Vec::with_capacity(hosts.len());
-    'hosts: for h in hosts {
-        let free = free_of(h, pending.get(&h.id));
+    'hosts: for (idx, h) in hosts.iter().enumerate() {
+        let p = pending.of(idx, h);
+        let free = avail(h, p, input, CAPACITY_CAP as i64);
         for f in FILTERS {
-            if let Err(why) = check(f, h, &free, input) {
+            if let Err(why) = check(f, h, &free, p, input) {
                 match failures.iter_mut().find(|x| x.filter == f.name()) {
                     Some(x) => x.hosts.push((h.name.clone(), why)),
                     None => failures.push(FilterFailure {
@@ -487,7 +517,7 @@ fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &Schedu
             |s: Strategy| input.schedtags.iter().filter(|r| r.strategy == s && h.schedtags.contains(&r.id)).count();
         let score = capacity.min(100) as f64 + low_load(h, &free) - h.creating as f64;
         let (prefer, avoid) = (has(Strategy::Prefer) as u32, has(Strategy::Avoid) as u32);
-        passed.push(Pass { h, free, capacity, prefer, avoid, score });
+        passed.push(Pass { idx, h, capacity, prefer, avoid, score });
     }
     failures.sort_by_key(|f| FILTERS.iter().position(|x| x.name() == f.filter));
     for f in &mut failures {
@@ -503,11 +533,11 @@ fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &Schedu
         let k = want as usize;
         passed.select_nth_unstable_by(k - 1, rank);
         passed[..k].sort_by(rank);
-        candidates = deal(&mut passed[..k].iter().map(Pass::copy).collect::<Vec<_>>(), input, want);
+        candidates = deal(&passed[..k], pending, input, want);
     }
     if full || (candidates.len() as u32) < want {
         passed.sort_by(rank);
-        candidates = deal(&mut passed.iter().map(Pass::copy).collect::<Vec<_>>(), input, want);
+        candidates = deal(&passed, pending, input, want);
     }
     let passed = if full {
         passed
@@ -529,21 +559,23 @@ fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &Schedu
 
 /// Deals `want` instances round-robin over `passed` (best first) while a host's capacity
 /// exceeds what it was dealt.
-fn deal(passed: &mut [Pass<'_>], input: &ScheduleInput, want: u32) -> Vec<Candidate> {
+fn deal(passed: &[Pass<'_>], pending: Pending<'_>, input: &ScheduleInput, want: u32) -> Vec<Candidate> {
+    let mut frees: Vec<Free<'_>> = passed.iter().map(|p| free_of(p.h, pending.of(p.idx, p.h))).collect();
     let mut dealt = vec![0u32; passed.len()];
     let mut candidates = vec![];
     while (candidates.len() as u32) < want {
         let mut progress = false;
-        for (i, p) in passed.iter_mut().enumerate() {
+        for (i, p) in passed.iter().enumerate() {
             if candidates.len() as u32 >= want {
                 break;
             }
             if dealt[i] >= p.capacity {
                 continue;
             }
-            let Some(storage_ids) = place_disks(input, &mut p.free) else { continue };
-            p.free.cpu -= input.cpu;
-            p.free.mem -= input.mem_mb;
+            let free = &mut frees[i];
+            let Some(storage_ids) = place_disks(input, free) else { continue };
+            free.cpu -= input.cpu;
+            free.mem -= input.mem_mb;
             dealt[i] += 1;
             progress = true;
             candidates.push(Candidate {

@@ -119,17 +119,27 @@ impl Reservations {
 /// The in-memory scheduler: the host cache and the reservation table.
 pub struct Scheduler {
     hosts: Mutex<Arc<Vec<HostCandidate>>>,
+    /// Host id -> position in `hosts`, rebuilt with it.
+    index: Mutex<Arc<HashMap<String, usize>>>,
     pending: Mutex<Reservations>,
     pub ttl: Duration,
 }
 
 impl Scheduler {
     pub fn new(ttl: Duration) -> Self {
-        Scheduler { hosts: Mutex::new(Arc::new(vec![])), pending: Mutex::new(Reservations::default()), ttl }
+        Scheduler {
+            hosts: Mutex::new(Arc::new(vec![])),
+            index: Mutex::new(Arc::default()),
+            pending: Mutex::new(Reservations::default()),
+            ttl,
+        }
     }
 
     pub fn set_hosts(&self, hosts: Vec<HostCandidate>) {
-        *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
+        let index = hosts.iter().enumerate().map(|(i, h)| (h.id.clone(), i)).collect();
+        let mut g = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        *g = Arc::new(hosts);
+        *self.index.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
     }
 
     /// The sessions holding reservations (on `host_id`, or anywhere).
@@ -146,15 +156,12 @@ impl Scheduler {
     /// [`Scheduler::set_hosts_committed`] for one host.
     pub fn set_host_committed(&self, host_id: &str, host: Option<HostCandidate>, committed: &[String]) -> usize {
         let mut p = self.pending();
-        {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-            let mut list: Vec<HostCandidate> = hosts.iter().filter(|h| h.id != host_id).cloned().collect();
-            if let Some(h) = host {
-                list.push(h);
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-            }
-            *hosts = Arc::new(list);
+        let mut list: Vec<HostCandidate> = self.hosts().iter().filter(|h| h.id != host_id).cloned().collect();
+        if let Some(h) = host {
+            list.push(h);
+            list.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        self.set_hosts(list);
         committed.iter().map(|s| p.release(s, None)).sum()
     }
 
@@ -181,7 +188,18 @@ impl Scheduler {
         let mut p = self.pending();
         let now = Instant::now();
         p.expire(now, self.ttl);
-        let out = core::schedule_lean(&hosts, p.by_host(), input);
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Pending usage lined up with the hosts: one hash per reserved host, none per host.
+        let mut aligned: Vec<Option<&Usage>> = vec![None; hosts.len()];
+        for (id, u) in p.by_host() {
+            // (the index is swapped just after the hosts: check it names the same host)
+            if let Some(&i) = index.get(id)
+                && hosts.get(i).is_some_and(|h| h.id == *id)
+            {
+                aligned[i] = Some(u);
+            }
+        }
+        let out = core::schedule_lean(&hosts, core::Pending::ByIndex(&aligned), input);
         if out.complete(input.count) {
             for c in &out.candidates {
                 p.reserve(session, &c.host_id, input.usage(&c.storage_ids), now);
