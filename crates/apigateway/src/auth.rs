@@ -89,10 +89,7 @@ async fn login_inner(gw: &Gateway, body: &Bytes) -> Result<Response, Error> {
 }
 
 async fn rescope(gw: &Gateway, token: &str, project_id: &str) -> Result<Token, Error> {
-    gw.keystone
-        .issue_token(&source(AuthParams::token(token).with_project_id(project_id)))
-        .await
-        .map_err(to_api_error)
+    gw.keystone.issue_token(&source(AuthParams::token(token).with_project_id(project_id))).await.map_err(to_api_error)
 }
 
 /// Sets the session cookies for `token` and answers with the user's profile.

@@ -34,7 +34,13 @@ use crate::session::{self, CSRF_HEADER};
 /// Largest JSON body the gateway reads whole (requests of batch actions, answers to re-wrap).
 pub const MAX_JSON: usize = 16 << 20;
 
-pub async fn forward(State(gw): State<Arc<Gateway>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn forward(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     forward_v2(&gw, method, &uri, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -73,13 +79,21 @@ async fn forward_v2(
     if batch {
         let others: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "id").collect();
         let query = serde_urlencoded::to_string(others).unwrap_or_default();
-        let body = axum::body::to_bytes(body, MAX_JSON)
-            .await
-            .map_err(|e| Error::BadRequest(format!("request body: {e}")))?;
+        let body =
+            axum::body::to_bytes(body, MAX_JSON).await.map_err(|e| Error::BadRequest(format!("request body: {e}")))?;
         return batch_call(gw, &method, &base, &segs, &ids, &query, headers, body, caller.token(), service).await;
     }
     let url = join_url(&base, rest, uri.query());
-    let resp = send(gw, method.clone(), &url, headers, reqwest::Body::wrap_stream(body.into_data_stream()), caller.token(), service).await?;
+    let resp = send(
+        gw,
+        method.clone(),
+        &url,
+        headers,
+        reqwest::Body::wrap_stream(body.into_data_stream()),
+        caller.token(),
+        service,
+    )
+    .await?;
     respond(resp, &method, &segs, service).await
 }
 
@@ -95,7 +109,16 @@ async fn forward_raw(
     let (service, path) = rest.split_once('/').unwrap_or((rest, ""));
     let base = gw.catalog.url(service, caller.token()).await?;
     let url = join_url(&base, path, uri.query());
-    let resp = send(gw, method.clone(), &url, headers, reqwest::Body::wrap_stream(body.into_data_stream()), caller.token(), service).await?;
+    let resp = send(
+        gw,
+        method.clone(),
+        &url,
+        headers,
+        reqwest::Body::wrap_stream(body.into_data_stream()),
+        caller.token(),
+        service,
+    )
+    .await?;
     respond(resp, &method, &[], service).await
 }
 
@@ -172,8 +195,10 @@ async fn respond(resp: reqwest::Response, method: &Method, segs: &[&str], servic
 async fn read_limited(resp: reqwest::Response, service: &str) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
-    while let Some(chunk) =
-        stream.try_next().await.map_err(|e| Error::Unavailable(format!("the {service} service broke off its answer: {}", root_cause(&e))))?
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::Unavailable(format!("the {service} service broke off its answer: {}", root_cause(&e))))?
     {
         if out.len() + chunk.len() > MAX_JSON {
             return Err(Error::Internal(format!("the {service} service answered more than {MAX_JSON} bytes of JSON")));

@@ -94,10 +94,8 @@ impl Codec {
         }
         let (nonce, sealed) = raw.split_at(24);
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| invalid())?;
-        let plain = self
-            .cipher
-            .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: AAD })
-            .map_err(|_| invalid())?;
+        let plain =
+            self.cipher.decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: AAD }).map_err(|_| invalid())?;
         serde_json::from_slice(&plain).map_err(|_| invalid())
     }
 }
