@@ -20,6 +20,8 @@ export interface PageConfig {
 const name: Column<{ name: string }> = { key: 'name', label: 'common.name', sortable: true }
 const created: Column<{ created_at?: string }> = { key: 'created_at', label: 'common.created', sortable: true, render: (r) => time(r.created_at) }
 const status: Column<{ status?: string }> = { key: 'status', label: 'common.status', status: true }
+// Services that add the project's name send `tenant`; the others only `tenant_id`.
+const project: Column<{ tenant?: string; tenant_id?: string }> = { key: 'tenant', label: 'common.project', render: (r) => r.tenant ?? r.tenant_id ?? '-' }
 
 export const networks: PageConfig = {
   title: 'nav.networks',
@@ -33,7 +35,7 @@ export const networks: PageConfig = {
     { key: 'guest_gateway', label: 'network.gateway' },
     { key: 'wire', label: 'network.wire' },
     { key: 'ports', label: 'network.ports', render: (r: Network) => `${(r.ports ?? 0) - (r.ports_used ?? 0)} / ${r.ports ?? 0}` },
-    { key: 'tenant', label: 'common.project' },
+    project,
   ],
   createFields: [
     { key: 'name', label: 'common.name', type: 'text', required: true, pattern: NAME },
@@ -104,7 +106,7 @@ export const secgroups: PageConfig = {
   resource: 'secgroups',
   keyword: 'secgroup',
   kind: 'secgroup.kind',
-  columns: [name, { key: 'rules', label: 'secgroup.rules' }, { key: 'tenant', label: 'common.project' }, created] as Column<Secgroup>[],
+  columns: [name, { key: 'rules', label: 'secgroup.rules' }, project, created] as Column<Secgroup>[],
   createFields: [
     { key: 'name', label: 'common.name', type: 'text', required: true, pattern: NAME },
     { key: 'description', label: 'project.description', type: 'text' },
