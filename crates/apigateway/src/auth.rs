@@ -52,11 +52,24 @@ fn source(p: AuthParams) -> AuthParams {
     p.with_source("web")
 }
 
-pub async fn login(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
-    login_inner(&gw, &body).await.unwrap_or_else(IntoResponse::into_response)
+/// Login takes JSON only: a page on another site can post a form (`text/plain`,
+/// `application/x-www-form-urlencoded`) without asking, but not `application/json`, so it
+/// cannot log a victim's browser into the attacker's account.
+fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        Ok(())
+    } else {
+        Err(Error::BadRequest("the body must be JSON (Content-Type: application/json)".into()))
+    }
 }
 
-async fn login_inner(gw: &Gateway, body: &Bytes) -> Result<Response, Error> {
+pub async fn login(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    login_inner(&gw, &headers, &body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn login_inner(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, Error> {
+    require_json(headers)?;
     let input: LoginInput = parse(body)?;
     if input.username.trim().is_empty() {
         return Err(Error::missing("username"));

@@ -130,5 +130,26 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/{*rest}", any(proxy::no_route))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(web::serve)
+        .layer(axum::middleware::from_fn(log_layer))
         .with_state(gw)
+}
+
+/// One log line per API call (debug; a warning for 5xx), with the request id passed on.
+async fn log_layer(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let rid = req.headers().get("x-request-id").cloned();
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if status >= 500 {
+        tracing::warn!(service = "apigateway", %method, %path, status, elapsed_ms = ms, "request failed");
+    } else if path.starts_with("/api/") {
+        tracing::debug!(service = "apigateway", %method, %path, status, elapsed_ms = ms, "request");
+    }
+    if let Some(r) = rid {
+        resp.headers_mut().insert("x-request-id", r);
+    }
+    resp
 }

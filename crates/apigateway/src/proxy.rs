@@ -84,16 +84,7 @@ async fn forward_v2(
         return batch_call(gw, &method, &base, &segs, &ids, &query, headers, body, caller.token(), service).await;
     }
     let url = join_url(&base, rest, uri.query());
-    let resp = send(
-        gw,
-        method.clone(),
-        &url,
-        headers,
-        reqwest::Body::wrap_stream(body.into_data_stream()),
-        caller.token(),
-        service,
-    )
-    .await?;
+    let resp = send(gw, method.clone(), &url, headers, stream_body(headers, body), caller.token(), service).await?;
     respond(resp, &method, &segs, service).await
 }
 
@@ -109,17 +100,19 @@ async fn forward_raw(
     let (service, path) = rest.split_once('/').unwrap_or((rest, ""));
     let base = gw.catalog.url(service, caller.token()).await?;
     let url = join_url(&base, path, uri.query());
-    let resp = send(
-        gw,
-        method.clone(),
-        &url,
-        headers,
-        reqwest::Body::wrap_stream(body.into_data_stream()),
-        caller.token(),
-        service,
-    )
-    .await?;
+    let resp = send(gw, method.clone(), &url, headers, stream_body(headers, body), caller.token(), service).await?;
     respond(resp, &method, &[], service).await
+}
+
+/// The request body, streamed; none when the request announced none (most GETs), so the
+/// service sees no chunked empty body.
+fn stream_body(headers: &HeaderMap, body: Body) -> reqwest::Body {
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if !chunked && length.is_none_or(|l| l.trim() == "0") {
+        return reqwest::Body::from(bytes::Bytes::new());
+    }
+    reqwest::Body::wrap_stream(body.into_data_stream())
 }
 
 fn join_url(base: &str, path: &str, query: Option<&str>) -> String {

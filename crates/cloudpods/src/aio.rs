@@ -463,6 +463,9 @@ pub async fn run(args: AioArgs) -> Result<()> {
     println!("  source {}", openrc.display());
     println!("  climc user-list");
     println!("  openstack token issue");
+    if let Some(gw) = running.urls.get("apigateway") {
+        println!("\nThe dashboard: {gw}/ (sign in as sysadmin; it needs `make web`, see the README)");
+    }
     println!("\nStop with Ctrl-C.");
     running.wait(cloudcommon::service::shutdown_signal()).await
 }

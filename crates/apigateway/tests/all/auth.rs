@@ -82,6 +82,13 @@ async fn bad_passwords_cookies_and_csrf() -> Result<()> {
     assert!(b.cookies.is_empty());
     let r = b.send_with(Method::POST, "/api/v1/auth/login", Some(json!({"username": "sysadmin"})), None).await?;
     assert_error(&r, 400, "InputParameterError");
+    let form = b
+        .builder(Method::POST, "/api/v1/auth/login")
+        .header("Content-Type", "text/plain")
+        .body(json!({"username": "sysadmin", "password": tc.admin_password}).to_string());
+    let r = b.finish(form, None).await?;
+    assert_error(&r, 400, "BadRequestError");
+    assert!(b.cookies.is_empty(), "a cross-site form cannot log in");
     let r = b.login("nobody", "whatever", None).await?;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 
