@@ -90,6 +90,9 @@ export const api = {
   /** `POST /api/v2/<resource>/<action>?id=a&id=b`: one answer per id. */
   batch: (resource: string, action: string, ids: string[], data: Record<string, unknown> = {}) =>
     request<{ id: string; status: number; data: unknown }[]>('POST', v2(`${resource}/${action}`), data, { id: ids }),
+  /** `DELETE /api/v2/<resource>?id=a&id=b`: one answer per id. */
+  batchDelete: (resource: string, ids: string[]) =>
+    request<{ id: string; status: number; data: unknown }[]>('DELETE', v2(resource), undefined, { id: ids }),
   put: <T>(path: string) => request<T>('PUT', v2(path)),
   del: <T>(path: string) => request<T>('DELETE', v2(path)),
 

@@ -26,3 +26,13 @@ export function showError(e: unknown) {
   if (e instanceof ApiError) toast('error', e.details, 10000)
   else toast('error', String((e as Error)?.message ?? e), 10000)
 }
+
+/** Toasts for the ids a batch call could not act on; true when every one succeeded. */
+export function reportBatch(items: { id: string; status: number; data: unknown }[]): boolean {
+  const failed = items.filter((i) => i.status >= 300)
+  for (const f of failed) {
+    const details = (f.data as { details?: string } | null)?.details ?? `status ${f.status}`
+    toast('error', `${f.id}: ${details}`, 10000)
+  }
+  return failed.length === 0
+}

@@ -136,6 +136,33 @@ try {
     await shot(page, '08-users')
   })
 
+  await check(page, 'batch disable and enable users (one call for the checked rows)', async () => {
+    const enabledCell = () => page.locator('tr[data-name="webuser"] td').nth(2)
+    await page.check('tr[data-name="webuser"] [data-testid=select]')
+    await page.click('[data-batch=disable]')
+    await page.click('[data-testid=confirm-ok]')
+    await page.waitForFunction(() => document.querySelector('tr[data-name="webuser"] td:nth-child(3)')?.textContent?.trim() === 'no')
+    await page.check('tr[data-name="webuser"] [data-testid=select]')
+    await page.click('[data-batch=enable]')
+    await page.waitForFunction(() => document.querySelector('tr[data-name="webuser"] td:nth-child(3)')?.textContent?.trim() === 'yes')
+    assert((await enabledCell().innerText()).trim() === 'yes', 'enabled again')
+  })
+
+  await check(page, 'grant a role in a project through the role assignments page', async () => {
+    await go('roleassignments')
+    await page.click('[data-testid=create]')
+    const f = '[data-testid=create-form]'
+    for (const [field, label] of [['user', 'webuser'], ['project', 'webproj'], ['role', 'reader']]) {
+      await page.waitForFunction(([sel, l]) => [...document.querySelectorAll(`${sel} option`)].some((o) => o.textContent === l), [`${f} select[name=${field}]`, label])
+      await page.selectOption(`${f} select[name=${field}]`, { label })
+    }
+    await page.click(`${f} button[type=submit]`)
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('[data-testid=role_assignments-list] tbody tr')].some((tr) => /webuser/.test(tr.textContent) && /reader/.test(tr.textContent) && /webproj/.test(tr.textContent)),
+    )
+    await shot(page, '08-role-assignments')
+  })
+
   await check(page, 'log out', async () => {
     await page.click('[data-testid=logout]')
     await page.waitForURL('**/login**')
@@ -168,6 +195,22 @@ try {
     assert((await page.innerText('[data-testid=private-key]')).includes('PRIVATE KEY'), 'private key shown')
     await row('webkey').waitFor()
     await shot(page, '10-keypairs-private-key')
+  })
+
+  await check(page, 'a member without rights on wires sees why', async () => {
+    await go('wires')
+    await page.click('[data-testid=create]')
+    const f = '[data-testid=create-form]'
+    await page.fill(`${f} input[name=name]`, 'member-wire')
+    await page.waitForSelector(`${f} select[name=zone] option[value="zone0"]`, { state: 'attached' })
+    await page.selectOption(`${f} select[name=zone]`, 'zone0')
+    await page.click(`${f} button[type=submit]`)
+    const toast = page.locator('[data-testid=toast-error]').last()
+    await toast.waitFor()
+    const text = await toast.innerText()
+    assert(text.length > 10 && !/undefined|\[object/.test(text), `toast: ${text}`)
+    assert((await row('member-wire').count()) === 0, 'no wire created')
+    await shot(page, '11-forbidden-toast')
   })
 
   await check(page, 'a write without the CSRF header is refused', async () => {

@@ -15,6 +15,7 @@ export interface PageConfig {
   createFields?: FieldSpec[]
   deletable?: boolean
   rowActions?: RowAction[]
+  batchActions?: RowAction[]
 }
 
 const name: Column<{ name: string }> = { key: 'name', label: 'common.name', sortable: true }
@@ -128,6 +129,10 @@ export const users: PageConfig = {
   rowActions: [
     { label: 'user.enable', action: 'enable', when: (r) => r.enabled === false },
     { label: 'user.disable', action: 'disable', confirm: true, when: (r) => r.enabled !== false },
+  ],
+  batchActions: [
+    { label: 'user.enable', action: 'enable' },
+    { label: 'user.disable', action: 'disable', confirm: true },
   ],
 }
 
