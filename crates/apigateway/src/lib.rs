@@ -11,6 +11,7 @@
 //!                                              {"data","total","limit","offset"}, single
 //!                                              objects unwrapped, batch actions fanned out
 //!   /api/s/<service-type>/<path>             -> that service, untouched (raw proxy)
+//!   /api/ws/<service-type>/<path>            -> a WebSocket to that service (webconsole)
 //!   /                                        -> the built dashboard (web_dir), SPA fallback
 //! ```
 //!
@@ -30,6 +31,7 @@ pub mod proxy;
 pub mod resources;
 pub mod session;
 pub mod web;
+pub mod ws;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -127,6 +129,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/auth/switch", post(auth::switch))
         .route("/api/v2/{*path}", any(proxy::forward))
         .route("/api/s/{service}/{*path}", any(proxy::raw))
+        .route("/api/ws/{service}/{*path}", get(ws::proxy))
         .route("/api/{*rest}", any(proxy::no_route))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(web::serve)

@@ -11,3 +11,6 @@ mod forward;
 
 #[path = "all/faults.rs"]
 mod faults;
+
+#[path = "all/websocket.rs"]
+mod websocket;
