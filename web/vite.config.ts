@@ -5,7 +5,8 @@ import vue from '@vitejs/plugin-vue'
 export default defineConfig({
   plugins: [vue()],
   server: {
-    proxy: { '/api': process.env.CLOUDPODS_GATEWAY ?? 'http://127.0.0.1:30300' },
+    proxy: { '/api': { target: process.env.CLOUDPODS_GATEWAY ?? 'http://127.0.0.1:30300', ws: true } },
   },
-  build: { outDir: 'dist', emptyOutDir: true, chunkSizeWarningLimit: 1024 },
+  // noVNC uses top-level await: ES2022.
+  build: { outDir: 'dist', emptyOutDir: true, chunkSizeWarningLimit: 1024, target: 'es2022' },
 })

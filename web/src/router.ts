@@ -12,6 +12,7 @@ export const router = createRouter({
     { path: '/servers', component: () => import('./views/ServersView.vue') },
     { path: '/servers/create', component: () => import('./views/ServerCreateView.vue') },
     { path: '/servers/:id', component: () => import('./views/ServerDetailView.vue') },
+    { path: '/servers/:id/console', component: () => import('./views/ConsoleView.vue') },
     { path: '/images', component: () => import('./views/ImagesView.vue') },
     { path: '/keypairs', component: () => import('./views/KeypairsView.vue') },
     page('/networks', pages.networks),

@@ -116,6 +116,14 @@ try {
     }
   })
 
+  await check(page, 'the console page explains why there is no console', async () => {
+    await page.goto('/servers/no-such-server/console')
+    const p = page.locator('[data-testid=console-problem]')
+    await p.waitFor()
+    assert((await p.innerText()).includes('webconsole'), await p.innerText())
+    await shot(page, '07-console-unavailable')
+  })
+
   await check(page, 'create a project and a member user in it through the UI', async () => {
     await go('projects')
     await page.click('[data-testid=create]')

@@ -92,9 +92,11 @@ try {
     await page.click('tr[data-name="web-vm"] a')
     await page.waitForSelector('[data-testid=server-detail]')
     await page.waitForSelector('[data-testid=events-list] tbody tr')
-    await page.click('[data-testid=console]')
-    await page.waitForTimeout(500)
     await shot(page, '22-server-detail')
+    await page.click('[data-testid=console]')
+    await page.waitForSelector('[data-testid=console-problem], [data-testid=console-state]')
+    await page.waitForTimeout(1000) // let noVNC draw the first frame when a console is there
+    await shot(page, '22-server-console')
     const s = await api.ok('GET', '/api/v2/servers/web-vm')
     assert(checkObject('server', s).length === 0, checkObject('server', s).join('; '))
     await page.goto('/servers')
