@@ -139,3 +139,31 @@ async fn image_upload_streams_through() -> Result<()> {
     b.ok(Method::DELETE, &format!("/api/v2/images/{id}"), None).await?;
     tc.stop().await
 }
+
+#[tokio::test]
+async fn hosts_and_storages_with_capacity() -> Result<()> {
+    use test_harness::simhost::{SimHost, SimHostSpec};
+    let (tc, _admin) = start().await?;
+    let h = SimHost::start(&tc, SimHostSpec::new("gw-sim1", 8, 16384, 100)).await?;
+    let mut b = Browser::new(&tc);
+    b.must_login("sysadmin", &tc.admin_password).await?;
+    let hosts = b.ok(Method::GET, "/api/v2/hosts?order_by=name&order=asc", None).await?;
+    let row = hosts["data"]
+        .as_array()
+        .context("data")?
+        .iter()
+        .find(|r| r["id"] == h.host_id.as_str())
+        .context("host listed")?;
+    assert_eq!(
+        (row["host_status"].as_str(), row["cpu_count"].as_i64(), row["mem_size"].as_i64()),
+        (Some("online"), Some(8), Some(16384)),
+        "{row}"
+    );
+    let st = b.ok(Method::GET, &format!("/api/v2/hosts/{}/storages", h.host_id), None).await?;
+    assert_eq!(st["total"], 1, "{st}");
+    assert_eq!(st["data"][0]["capacity"].as_i64(), Some(100 * 1024));
+    let all = b.ok(Method::GET, "/api/v2/storages", None).await?;
+    assert!(all["data"].as_array().context("data")?.iter().any(|s| s["id"] == h.storage_id.as_str()), "{all}");
+    h.stop().await;
+    tc.stop().await
+}
