@@ -160,15 +160,35 @@ try {
     await go('roleassignments')
     await page.click('[data-testid=create]')
     const f = '[data-testid=create-form]'
-    for (const [field, label] of [['user', 'webuser'], ['project', 'webproj'], ['role', 'reader']]) {
+    for (const [field, label] of [['user', 'sysadmin'], ['project', 'webproj'], ['role', 'member']]) {
       await page.waitForFunction(([sel, l]) => [...document.querySelectorAll(`${sel} option`)].some((o) => o.textContent === l), [`${f} select[name=${field}]`, label])
       await page.selectOption(`${f} select[name=${field}]`, { label })
     }
     await page.click(`${f} button[type=submit]`)
     await page.waitForFunction(() =>
-      [...document.querySelectorAll('[data-testid=role_assignments-list] tbody tr')].some((tr) => /webuser/.test(tr.textContent) && /reader/.test(tr.textContent) && /webproj/.test(tr.textContent)),
+      [...document.querySelectorAll('[data-testid=role_assignments-list] tbody tr')].some((tr) => /sysadmin/.test(tr.textContent) && /member/.test(tr.textContent) && /webproj/.test(tr.textContent)),
     )
     await shot(page, '08-role-assignments')
+  })
+
+  await check(page, 'switch project: lists follow the current project', async () => {
+    await page.reload() // the profile (projects to switch to) is read at start
+    await page.waitForSelector('[data-testid=project-switch] option:text("webproj")', { state: 'attached' })
+    await page.selectOption('[data-testid=project-switch]', { label: 'webproj' })
+    await page.waitForFunction(() => document.querySelector('[data-testid=project-switch]')?.selectedOptions[0]?.textContent === 'webproj')
+    await go('networks')
+    await page.waitForSelector('tr[data-name="default"]')
+    assert((await row('web-net').count()) === 0, 'system\'s web-net is not listed in webproj')
+    await shot(page, '08-switched-to-webproj')
+    await page.selectOption('[data-testid=project-switch]', { label: 'system' })
+    await row('web-net').waitFor()
+  })
+
+  await check(page, 'the Chinese locale', async () => {
+    await page.selectOption('select.locale', 'zh')
+    await page.waitForSelector('a[data-nav="servers"]:text("虚拟机")')
+    await shot(page, '08-locale-zh')
+    await page.selectOption('select.locale', 'en')
   })
 
   await check(page, 'log out', async () => {
