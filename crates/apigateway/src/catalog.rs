@@ -64,13 +64,17 @@ impl Catalog {
         }
         let (url, fetched) = self.cached(service_type);
         let age = fetched.map(|f| f.elapsed());
-        match (url, age) {
-            (Some(u), Some(a)) if a < MAX_AGE => return Ok(u),
+        match (&url, age) {
+            (Some(u), Some(a)) if a < MAX_AGE => return Ok(u.clone()),
             (None, Some(a)) if a < RETRY => return Err(missing(service_type)),
             _ => {}
         }
-        self.refresh(token).await?;
-        self.cached(service_type).0.ok_or_else(|| missing(service_type))
+        match self.refresh(token).await {
+            Ok(()) => self.cached(service_type).0.ok_or_else(|| missing(service_type)),
+            // keystone is down or refuses this token: a known endpoint is still the best guess,
+            // and the service itself will judge the token.
+            Err(e) => url.ok_or(e),
+        }
     }
 
     async fn refresh(&self, token: &str) -> Result<(), Error> {
