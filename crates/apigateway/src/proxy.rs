@@ -314,6 +314,17 @@ mod tests {
     }
 
     #[test]
+    fn foreign_errors_become_cloudpods_errors() {
+        let e = error_from(502, &json!("<html>bad gateway</html>"), "image");
+        assert_eq!((e.status_code(), e.class()), (503, "ServiceUnavailableError"));
+        assert!(e.to_string().contains("bad gateway"));
+        let e = error_from(404, &json!({"error": {"message": "no such user"}}), "identity");
+        assert_eq!((e.status_code(), e.to_string().as_str()), (404, "no such user"));
+        let e = error_from(500, &Value::Null, "compute_v2");
+        assert_eq!(e.to_string(), "the compute_v2 service answered 500");
+    }
+
+    #[test]
     fn credentials_are_not_forwarded() {
         for h in ["cookie", "x-auth-token", "authorization", "x-csrf-token", "host"] {
             assert!(!forwarded(&HeaderName::from_static(h)), "{h}");
