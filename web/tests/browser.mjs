@@ -217,13 +217,12 @@ try {
   await check(page, 'switch project: lists follow the current project', async () => {
     await page.reload() // the profile (projects to switch to) is read at start
     await page.waitForSelector('[data-testid=project-switch] option:text("webproj")', { state: 'attached' })
-    await page.selectOption('[data-testid=project-switch]', { label: 'webproj' })
-    await page.waitForFunction(() => document.querySelector('[data-testid=project-switch]')?.selectedOptions[0]?.textContent === 'webproj')
+    await Promise.all([page.waitForResponse('**/api/v1/auth/switch'), page.selectOption('[data-testid=project-switch]', { label: 'webproj' })])
     await go('networks')
     await page.waitForSelector('tr[data-name="default"]')
     assert((await row('web-net').count()) === 0, 'system\'s web-net is not listed in webproj')
     await shot(page, '08-switched-to-webproj')
-    await page.selectOption('[data-testid=project-switch]', { label: 'system' })
+    await Promise.all([page.waitForResponse('**/api/v1/auth/switch'), page.selectOption('[data-testid=project-switch]', { label: 'system' })])
     await row('web-net').waitFor()
   })
 
