@@ -142,10 +142,10 @@ start_aio() {
     if port_busy "$KEYSTONE_PORT"; then
         fail "127.0.0.1:$KEYSTONE_PORT is already in use (another aio? set E2E_PORT_OFFSET)"
     fi
-    say "\$ cloudpods aio --data-dir $DIR --port-offset $OFFSET >>$AIO_LOG 2>&1 &"
+    say "\$ cloudpods aio --data-dir $DIR --port-offset $OFFSET --simulated-hosts 1 >>$AIO_LOG 2>&1 &"
     echo "=== $(date -Is) starting aio" >>"$AIO_LOG"
     # Not a process-group leader here, so setsid execs: $! is aio's own pid.
-    setsid "$CLOUDPODS" aio --data-dir "$DIR" --port-offset "$OFFSET" \
+    setsid "$CLOUDPODS" aio --data-dir "$DIR" --port-offset "$OFFSET" --simulated-hosts 1 \
         </dev/null >>"$AIO_LOG" 2>&1 &
     AIO_PID=$!
     # Disowned: bash still reaps it, but prints no "Killed" notice for it.
@@ -309,6 +309,56 @@ output_contains "qcow2"
 expect_contains "md5 checked" climc image-download tiny -o "$DIR/tiny-out.qcow2" --format qcow2
 expect_contains "qcow2" qemu-img info "$DIR/tiny-out.qcow2"
 
+step "climc: servers on a simulated host (region, scheduler, tasks)"
+# wait_status KIND NAME STATUS: until `climc KIND-show NAME` says STATUS (30 s).
+wait_status() {
+    local kind=$1 name=$2 want=$3 got=""
+    for _ in $(seq 1 150); do
+        got=$(climc "$kind-show" "$name" 2>/dev/null | awk -F'|' '$2 ~ /^ *status *$/ { gsub(/ /, "", $3); print $3 }')
+        [[ $got == "$want" ]] && { say "    $kind $name is $want"; return 0; }
+        sleep 0.2
+    done
+    fail "$kind $name is '$got', not '$want', after 30 s"
+}
+expect_contains "sim-host-1" climc host-list
+expect_contains "can_create" climc scheduler-forecast --ncpu 1 --mem-spec 256m --disk 1g
+expect_contains "vm1" climc server-create --ncpu 1 --mem-spec 256m --disk tiny:1g --net default \
+    --password Passw0rd-vm1 vm1
+wait_status server vm1 ready
+expect_contains "192.168.122." climc server-show vm1
+output_contains "sim-host-1"
+expect_ok climc server-start vm1
+wait_status server vm1 running
+expect_ok climc server-restart vm1
+wait_status server vm1 running
+expect_fail climc server-change-config vm1 --ncpu 2
+output_contains "stop it"
+expect_ok climc server-stop vm1
+wait_status server vm1 ready
+expect_ok climc server-change-config vm1 --ncpu 2 --mem-spec 512m
+wait_status server vm1 ready
+expect_contains "512" climc server-show vm1
+expect_contains "data1" climc disk-create data1 1g
+wait_status disk data1 ready
+expect_ok climc server-attach-disk vm1 --disk data1
+wait_status server vm1 ready
+expect_contains "data1" climc disk-show data1
+output_contains "vm1"
+expect_ok climc server-detach-disk vm1 --disk data1 --delete-disk
+wait_status server vm1 ready
+expect_contains "GuestCreateTask" climc region-task-list --limit 100
+expect_ok climc server-create --mem-spec 300g --disk 1g huge
+wait_status server huge sched_fail
+expect_ok climc server-delete huge --override-pending-delete
+expect_ok climc server-delete vm1
+for _ in $(seq 1 150); do
+    climc server-list --pending-delete true 2>/dev/null | grep -q vm1 && break
+    sleep 0.2
+done
+expect_contains "vm1" climc server-list --pending-delete true
+expect_ok climc server-cancel-delete vm1
+expect_contains "vm1" climc server-list
+
 step "alice logs in as herself"
 expect_contains "project_id" env OS_USERNAME=alice OS_PASSWORD=Passw0rd-alice OS_PROJECT_NAME=demo \
     openstack token issue
@@ -330,5 +380,7 @@ expect_contains "member" openstack role assignment list --user alice --project d
 expect_contains "demo2" climc project-list
 expect_contains "alice" climc user-list
 expect_contains "active" climc image-show tiny
+expect_contains "vm1" climc server-show vm1
+expect_contains "sim-host-1" climc host-list
 expect_contains "project_id" env OS_USERNAME=alice OS_PASSWORD=Passw0rd-alice OS_PROJECT_NAME=demo \
     openstack token issue

@@ -51,11 +51,13 @@ const BENCH_PASSWORD: &str = "Bench-pa55word";
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: all (default), keystone, glance or gateway.
+    /// Which benchmark: all (default), keystone, glance, compute or gateway.
     #[arg(value_enum, default_value = "all")]
     which: Which,
     #[command(flatten)]
     glance: crate::bench_glance::GlanceArgs,
+    #[command(flatten)]
+    compute: crate::bench_compute::ComputeArgs,
     /// How long to measure token validation, in seconds (after a 1 s warm-up).
     #[arg(long, default_value_t = 5)]
     duration: u64,
@@ -84,24 +86,34 @@ enum Which {
     All,
     Keystone,
     Glance,
+    Compute,
     Gateway,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     ensure!(args.clients > 0 && args.duration > 0 && args.issue_count > 0, "counts must be positive");
+    if let Which::Compute = args.which {
+        // In-process: the region's store seeds the rows.
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return rt.block_on(crate::bench_compute::run(&args.compute));
+    }
     let bin = match &args.server {
         Some(path) => path.clone(),
         None => server_binary(!args.no_build)?,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.which {
+        Which::Compute => Ok(()),
         Which::Keystone => rt.block_on(keystone(&bin, &args)),
         Which::Glance => rt.block_on(crate::bench_glance::run(&bin, args.glance.size_mib, args.keep)),
         Which::Gateway => rt.block_on(crate::bench_gateway::run(&bin, args.gateway_count, args.keep)),
         Which::All => {
             rt.block_on(keystone(&bin, &args))?;
             rt.block_on(crate::bench_glance::run(&bin, args.glance.size_mib, args.keep))?;
-            rt.block_on(crate::bench_gateway::run(&bin, args.gateway_count, args.keep))
+            rt.block_on(crate::bench_gateway::run(&bin, args.gateway_count, args.keep))?;
+            drop(rt);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(crate::bench_compute::run(&args.compute))
         }
     }
 }

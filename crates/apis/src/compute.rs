@@ -38,6 +38,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The answer of an agent to a call it accepted: `{"result":"ok"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,10 +397,30 @@ pub struct ImageCacheCallback {
     pub size: u64,
 }
 
+/// A size in MB: a number (MB) or a string with a unit (`512m`, `2g`, `1t`; bare = MB).
+pub fn size_mb(field: &str, v: &Value) -> Result<i64, crate::Error> {
+    let bad = || crate::Error::invalid(field, format!("{v} is not a size (MB, or e.g. 2g)"));
+    let n = match v {
+        Value::Number(n) => n.as_i64().ok_or_else(bad)?,
+        Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let (num, mul) = match s.trim_end_matches('b').chars().last() {
+                Some('m') => (&s[..s.find('m').unwrap_or(0)], 1),
+                Some('g') => (&s[..s.find('g').unwrap_or(0)], 1024),
+                Some('t') => (&s[..s.find('t').unwrap_or(0)], 1024 * 1024),
+                _ => (s.as_str(), 1),
+            };
+            num.parse::<i64>().map_err(|_| bad())?.checked_mul(mul).ok_or_else(bad)?
+        }
+        _ => return Err(bad()),
+    };
+    if n < 0 { Err(bad()) } else { Ok(n) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + fmt::Debug>(v: &T, golden: Value) {
         assert_eq!(serde_json::to_value(v).unwrap(), golden);

@@ -373,6 +373,37 @@ fn other_services() {
             serde_json::json!({"scheduler": {"vcpu_count": 2, "vmem_size": "2g", "disks": ["10g"], "nets": ["net0"], "count": 3}})
         )
     );
+    let p = plan_of(&[
+        "server-create",
+        "--ncpu",
+        "2",
+        "--mem-spec",
+        "2g",
+        "--disk",
+        "img:10g",
+        "--disk",
+        "20g",
+        "--net",
+        "net0",
+        "--password",
+        "Passw0rd!",
+        "--count",
+        "2",
+        "vm",
+    ]);
+    assert_eq!(lines(&p), ["POST servers"]);
+    assert_eq!(
+        body(&p),
+        serde_json::json!({"server": {"name": "vm", "vcpu_count": 2, "vmem_size": "2g", "disks": ["img:10g", "20g"],
+            "nets": ["net0"], "password": "Passw0rd!", "count": 2}})
+    );
+    let p = plan_of(&["server-delete", "vm1", "--override-pending-delete"]);
+    assert_eq!(lines(&p), ["DELETE servers/{servers:vm1}?override_pending_delete=true"]);
+    let p = plan_of(&["server-detach-disk", "vm1", "--disk", "d1", "--delete-disk"]);
+    assert_eq!(lines(&p), ["POST servers/vm1/detachdisk"]);
+    assert_eq!(body(&p), serde_json::json!({"server": {"disk_id": "d1", "keep_disk": "false"}}));
+    let p = plan_of(&["server-change-config", "vm1", "--ncpu", "4"]);
+    assert_eq!(body(&p), serde_json::json!({"server": {"vcpu_count": 4}}));
     let p = plan_of(&["region-task-list"]);
     assert_eq!((lines(&p)[0].as_str(), p.calls[0].service), ("GET tasks", "compute_v2"));
     let p = plan_of(&["image-task-show", "t1"]);

@@ -58,6 +58,10 @@ pub struct AioArgs {
     /// keys are those of `cloudpods <service> --config`).
     #[arg(long = "set", value_name = "SERVICE.KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Also start N simulated host agents (16 vCPU, 32 GiB, 500 GiB local storage, a NIC on
+    /// wire `bcast0`), to try the control plane without QEMU.
+    #[arg(long, default_value_t = 0)]
+    pub simulated_hosts: u32,
 }
 
 /// A service aio runs: its name, catalog type, default port, path prefix and account.
@@ -201,11 +205,16 @@ pub struct Running {
     pub states: std::collections::BTreeMap<&'static str, Arc<cloudcommon::service::ServiceState>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), apis::Error>>,
+    /// The simulated hosts `--simulated-hosts` started.
+    pub sim_hosts: Vec<crate::simhost::SimHost>,
 }
 
 impl Running {
     /// Stops every service, draining in-flight requests.
     pub async fn stop(mut self) -> Result<()> {
+        for h in std::mem::take(&mut self.sim_hosts) {
+            h.stop().await;
+        }
         let _ = self.shutdown.send(true);
         while let Some(r) = self.tasks.join_next().await {
             r.context("service task panicked")??;
@@ -233,17 +242,36 @@ fn shutdown_future(rx: &watch::Receiver<bool>) -> impl std::future::Future<Outpu
     }
 }
 
-/// Starts every service. With `port_offset` of `None`, every service listens on port 0
-/// (tests); otherwise on its default port plus the offset.
+/// Starts every service: with `ephemeral_ports` each on port 0 (tests), otherwise on its
+/// default port plus the offset.
 pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
+    start_on(args, if ephemeral_ports { Ports::Ephemeral } else { Ports::Default }).await
+}
+
+/// Where the services listen.
+#[derive(Debug, Clone)]
+pub enum Ports {
+    /// Default port + `port_offset`.
+    Default,
+    /// Port 0 each.
+    Ephemeral,
+    /// These ports by service name (a test restarting a cloud where agents know its URLs).
+    Fixed(std::collections::BTreeMap<String, u16>),
+}
+
+/// [`start`] with the ports chosen by `ports`.
+pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let secrets = load_secrets(&data_dir)?;
     let mut listeners = vec![];
     let mut urls = std::collections::BTreeMap::new();
     for c in &COMPONENTS {
-        let port =
-            if ephemeral_ports { 0 } else { c.port.checked_add(args.port_offset).context("port offset too large")? };
+        let port = match &ports {
+            Ports::Ephemeral => 0,
+            Ports::Fixed(m) => m.get(c.name).copied().unwrap_or(0),
+            Ports::Default => c.port.checked_add(args.port_offset).context("port offset too large")?,
+        };
         let addr = SocketAddr::new(args.listen_address, port);
         let l = TcpListener::bind(addr)
             .await
@@ -255,10 +283,12 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     // apigateway: not in the catalog and without a service account (it calls every service
     // with the caller's own token), so it is bound here rather than listed in COMPONENTS.
     let gw_listener = {
-        let port = if ephemeral_ports {
-            0
-        } else {
-            apigateway::DEFAULT_PORT.checked_add(args.port_offset).context("port offset too large")?
+        let port = match &ports {
+            Ports::Ephemeral => 0,
+            Ports::Fixed(m) => m.get("apigateway").copied().unwrap_or(0),
+            Ports::Default => {
+                apigateway::DEFAULT_PORT.checked_add(args.port_offset).context("port offset too large")?
+            }
         };
         let addr = SocketAddr::new(args.listen_address, port);
         let l = TcpListener::bind(addr)
@@ -372,8 +402,8 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
     let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
     let rg_poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
-    let rg_actionlog = ActionLog::with_sink("region", Arc::new(HttpActionSink(session)));
-    let rg = region::build(rg_cfg, verifier, rg_actionlog).await.context("region")?;
+    let rg_actionlog = ActionLog::with_sink("region", Arc::new(HttpActionSink(session.clone())));
+    let rg = region::build(rg_cfg, verifier, rg_actionlog, Some(session)).await.context("region")?;
     states.insert("region", rg.state.clone());
     let l = listeners.next().context("listener")?;
     let rg_rx = rx.clone();
@@ -428,7 +458,20 @@ pub async fn start(args: &AioArgs, ephemeral_ports: bool) -> Result<Running> {
     if outcome.first_start {
         tracing::info!("first start: created sysadmin; credentials in {}", data_dir.join("openrc").display());
     }
-    Ok(Running { auth_url, admin_password: secrets.admin_password, urls, data_dir, states, shutdown, tasks })
+    let mut sim_hosts = vec![];
+    if args.simulated_hosts > 0 {
+        let target = crate::simhost::SimTarget {
+            auth_url: auth_url.clone(),
+            admin_password: secrets.admin_password.clone(),
+            region_url: urls["region"].clone(),
+        };
+        for i in 1..=args.simulated_hosts {
+            let spec = crate::simhost::SimHostSpec::new(&format!("sim-host-{i}"), 16, 32768, 500).on_wires(&["bcast0"]);
+            sim_hosts.push(crate::simhost::SimHost::start(&target, spec).await.context("simulated host")?);
+        }
+        tracing::info!("{} simulated hosts registered", sim_hosts.len());
+    }
+    Ok(Running { auth_url, admin_password: secrets.admin_password, urls, data_dir, states, shutdown, tasks, sim_hosts })
 }
 
 fn write_openrc(dir: &Path, auth_url: &str, password: &str, region: &str) -> Result<()> {

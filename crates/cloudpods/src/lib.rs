@@ -1,3 +1,4 @@
 //! The server side of the `cloudpods` binary: how services are started together.
 
 pub mod aio;
+pub mod simhost;

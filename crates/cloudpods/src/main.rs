@@ -171,9 +171,9 @@ async fn run_region(a: ServiceArgs) -> anyhow::Result<()> {
     let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
     let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
     let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
-    let actionlog = ActionLog::with_sink("region", Arc::new(HttpActionSink(session)));
+    let actionlog = ActionLog::with_sink("region", Arc::new(HttpActionSink(session.clone())));
     let addr = c.listen_addr()?;
-    let built = region::build(cfg, verifier as Arc<_>, actionlog).await?;
+    let built = region::build(cfg, verifier as Arc<_>, actionlog, Some(session)).await?;
     cloudcommon::service::serve("region", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }

@@ -123,11 +123,21 @@ pub async fn names(
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    let cond = Condition::all().add(Expr::col((Alias::new(spec.table), Alias::new("id"))).is_in(ids));
-    Ok(store::select(ctx.db(), spec, cond)
+    // Only the two columns, distinct ids: a page of 1000 servers on 10 hosts reads 10 rows.
+    let mut ids = ids;
+    ids.sort_unstable();
+    ids.dedup();
+    let mut q = Query::select();
+    q.from(Alias::new(spec.table))
+        .column(Alias::new("id"))
+        .column(Alias::new("name"))
+        .and_where(Expr::col(Alias::new("id")).is_in(ids));
+    Ok(ctx
+        .db()
+        .query_all(&q)
         .await?
-        .into_iter()
-        .map(|r| (row_str(&r, "id").to_string(), row_str(&r, "name").to_string()))
+        .iter()
+        .filter_map(|r| Some((r.try_get_by_index::<String>(0).ok()?, r.try_get_by_index::<String>(1).ok()?)))
         .collect())
 }
 
@@ -146,4 +156,50 @@ pub async fn add_names(
         r.insert(key.into(), n.into());
     }
     Ok(())
+}
+
+/// The row of `spec` named by `key` (id or name), whoever may see it: for references the
+/// region resolves on a caller's behalf (a member's disk on a storage it cannot list).
+pub async fn lookup_internal(ctx: &Ctx, spec: &cloudcommon::resource::ResourceSpec, key: &str) -> Result<Row, Error> {
+    store::get_by_id_or_name(ctx.db(), spec, key, Condition::all()).await
+}
+
+/// `table.col IN (values)`.
+pub fn col_in(table: &str, col: &str, values: Vec<String>) -> sea_orm::sea_query::SimpleExpr {
+    Expr::col((Alias::new(table.to_string()), Alias::new(col.to_string()))).is_in(values)
+}
+
+/// Column `i` of a result row as an integer, whatever the database made of it (SQLite
+/// integers, MySQL's BIGINT from `CAST(... AS SIGNED)`, or a float).
+pub fn int_at(r: &sea_orm::QueryResult, i: usize) -> Option<i64> {
+    r.try_get_by_index::<i64>(i)
+        .ok()
+        .or_else(|| r.try_get_by_index::<i32>(i).ok().map(i64::from))
+        .or_else(|| r.try_get_by_index::<f64>(i).ok().map(|f| f as i64))
+}
+
+/// `SUM(sum_col)` of undeleted rows of `table` grouped by `key_col`, for these keys.
+pub async fn sum_by(
+    ctx: &Ctx,
+    table: &str,
+    key_col: &str,
+    sum_col: &str,
+    keys: Vec<String>,
+) -> Result<std::collections::HashMap<String, i64>, Error> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in keys.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT {key_col}, CAST(COALESCE(SUM({sum_col}), 0) AS SIGNED) FROM {table} \
+             WHERE deleted = ? AND {key_col} IN ({marks}) GROUP BY {key_col}"
+        );
+        let mut args: Vec<sea_orm::Value> = vec![false.into()];
+        args.extend(chunk.iter().map(|k| k.clone().into()));
+        for r in ctx.db().raw_query(&sql, args).await? {
+            if let (Ok(k), Some(n)) = (r.try_get_by_index::<String>(0), int_at(&r, 1)) {
+                out.insert(k, n);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -5,13 +5,14 @@
 //! | `POST /hosts/<id>/ping` | a host agent's heartbeat (no event per ping) |
 //! | `GET /quotas/<project>` | a project's quotas and usage |
 //! | `POST /quotas/<project>` | set a project's quotas (system rights) |
+//! | `PUT /storagecaches/<id>/cachedimages/<image_id>` | a host reports an image cached (`status`, `path`) |
 
 use std::sync::Arc;
 
 use apis::Error;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use cloudcommon::auth::UserCred;
 use cloudcommon::resource::Ctx;
@@ -20,7 +21,21 @@ use cloudcommon::service::{RequestId, ServiceState};
 use serde_json::Value;
 
 pub fn routes() -> Router<Arc<ServiceState>> {
-    Router::new().route("/hosts/{id}/ping", post(ping)).route("/quotas/{project}", get(get_quota).post(set_quota))
+    Router::new()
+        .route("/hosts/{id}/ping", post(ping))
+        .route("/quotas/{project}", get(get_quota).post(set_quota))
+        .route("/storagecaches/{sc}/cachedimages/{image}", put(put_cached))
+}
+
+async fn put_cached(
+    State(state): State<Arc<ServiceState>>,
+    Extension(cred): Extension<Arc<UserCred>>,
+    Extension(rid): Extension<RequestId>,
+    Path((sc, image)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, Error> {
+    let body = unwrap_keyword(json_body(&body)?, "cachedimage")?;
+    Ok(Json(crate::disks::put_storagecachedimage(&ctx(&state, cred, &rid), &sc, &image, &body).await?))
 }
 
 fn ctx(state: &Arc<ServiceState>, cred: Arc<UserCred>, rid: &RequestId) -> Ctx {

@@ -5,8 +5,9 @@
 //!  POST /hosts (agent registers)  ──> host_status online, last_ping_at = now
 //!  POST /hosts/<id>/ping (every ping_region_interval) ──> last_ping_at = now; offline -> online
 //!  liveness reconciler (every host_offline_seconds / 3, at most 30 s):
-//!      online and last_ping_at older than host_offline_seconds ──> offline (an event)
-//!      (next session: the host's servers -> unknown)
+//!      online and last_ping_at older than host_offline_seconds ──> offline (an event),
+//!      its servers -> unknown
+//!  a ping from an offline host ──> online; a syncstatus task for each of its unknown servers
 //! ```
 //! `host_status` is the agent's liveness; `status` (running, ...) its lifecycle; `enabled`
 //! and `is_maintenance` are an operator's say. Only an online, enabled host out of
@@ -180,7 +181,8 @@ impl Resource for Hosts {
 
     async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _d: bool) -> Result<(), Error> {
         add_names(ctx, rows, &crate::geo::zone_spec(), "zone").await?;
-        crate::storages::add_schedtags(ctx, rows).await
+        crate::storages::add_schedtags(ctx, rows).await?;
+        add_commits(ctx, rows).await
     }
 
     async fn context_filter(&self, ctx: &Ctx, plural: &str, id: &str) -> Result<Option<Condition>, Error> {
@@ -286,6 +288,7 @@ pub async fn ping(ctx: &Ctx, host: &Row, body: &Row) -> Result<Value, Error> {
     if row_str(host, "host_status") != HOST_ONLINE {
         tracing::info!(host = row_str(host, "name"), "host is back online");
         ctx.svc.actionlog.record(ctx, &host_spec(), host, "online", true, Value::Null).await;
+        resync_unknown(ctx, row_str(host, "id")).await;
     }
     Ok(json!({"name": row_str(host, "name"), "host_status": HOST_ONLINE}))
 }
@@ -319,10 +322,94 @@ pub async fn detect_offline(svc: &Arc<ServiceState>, r: &crate::Region) -> Resul
                 Arc::new(cloudcommon::auth::UserCred { user: "region".into(), ..Default::default() }),
             );
             svc.actionlog.record(&ctx, &spec, &h, "offline", true, json!({"reason": "no ping"})).await;
+            // Nobody knows what its guests are doing now.
+            svc.db
+                .raw_exec(
+                    "UPDATE guests_tbl SET status = ?, power_states = ?, updated_at = ? \
+                     WHERE host_id = ? AND deleted = ? AND status IN (?, ?, ?)",
+                    vec![
+                        crate::servers::UNKNOWN.into(),
+                        "unknown".into(),
+                        now().into(),
+                        row_str(&h, "id").into(),
+                        false.into(),
+                        crate::servers::RUNNING.into(),
+                        crate::servers::READY.into(),
+                        crate::servers::SYNC_STATUS.into(),
+                    ],
+                )
+                .await?;
+            fail_waiting_tasks(svc, &h).await;
             names.push(row_str(&h, "name").to_string());
         }
     }
     Ok(names)
+}
+
+/// Fails the tasks waiting on an agent that just went offline (its servers' and disks'): no
+/// answer will come, so they end in their `*_fail` status now rather than at their deadline.
+async fn fail_waiting_tasks(svc: &Arc<ServiceState>, host: &Row) {
+    let host_id = row_str(host, "id");
+    let sql = "SELECT id FROM tasks_tbl WHERE status = ? AND (obj_id IN \
+               (SELECT id FROM guests_tbl WHERE host_id = ? AND deleted = ?) OR obj_id IN \
+               (SELECT d.id FROM disks_tbl d JOIN hoststorages_tbl hs ON hs.storage_id = d.storage_id \
+                WHERE hs.host_id = ? AND hs.deleted = ? AND d.deleted = ?))";
+    let args = vec!["waiting".into(), host_id.into(), false.into(), host_id.into(), false.into(), false.into()];
+    let rows = match svc.db.raw_query(sql, args).await {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!(error = %e, "cannot list the tasks waiting on an offline host"),
+    };
+    let Ok(tm) = cloudcommon::tasks::TaskManager::of(svc) else { return };
+    let reason = format!("host {} went offline", row_str(host, "name"));
+    for r in rows {
+        let Ok(id) = r.try_get_by_index::<String>(0) else { continue };
+        let body = serde_json::to_value(apis::task::TaskCallback::error(reason.clone())).unwrap_or_default();
+        if let Err(e) = tm.callback(svc, &id, body).await {
+            tracing::warn!(task = %id, error = %e, "cannot fail a task of an offline host");
+        }
+    }
+}
+
+/// Asks a host that came back about each of its servers marked unknown.
+async fn resync_unknown(ctx: &Ctx, host_id: &str) {
+    let spec = crate::servers::server_spec();
+    let cond =
+        Condition::all().add(eq(spec.table, "host_id", host_id)).add(eq(spec.table, "status", crate::servers::UNKNOWN));
+    let rows = match store::select(ctx.db(), &spec, cond).await {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!(error = %e, "cannot list the servers of a host back online"),
+    };
+    let Ok(tm) = cloudcommon::tasks::TaskManager::of(&ctx.svc) else { return };
+    for row in rows {
+        let params = crate::tasks::guest_syncstatus::Params { server_id: row_str(&row, "id").into() };
+        let obj = cloudcommon::tasks::TaskObject::of(&spec, &row);
+        if let Err(e) = tm.start::<crate::tasks::guest_syncstatus::GuestSyncstatusTask>(ctx, obj, &params).await {
+            tracing::warn!(server = row_str(&row, "name"), error = %e, "cannot resync a server");
+        }
+    }
+}
+
+/// Deletes for good the servers that stayed in the recycle bin past the expiry.
+pub async fn reap_recycle_bin(svc: &Arc<ServiceState>, r: &crate::Region) -> Result<usize, Error> {
+    let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::seconds(r.cfg.pending_delete_expire_seconds as i64));
+    let spec = crate::servers::server_spec();
+    let cond = Condition::all()
+        .add(Expr::col((Alias::new(spec.table), Alias::new("pending_deleted"))).eq(true))
+        .add(Expr::col((Alias::new(spec.table), Alias::new("pending_deleted_at"))).lt(cutoff));
+    let rows = store::select(&svc.db, &spec, cond).await?;
+    let ctx = Ctx::internal(
+        svc.clone(),
+        Arc::new(cloudcommon::auth::UserCred { user: "region".into(), ..Default::default() }),
+    );
+    let mut n = 0;
+    for row in rows {
+        let opts = crate::servers::DeleteOptions { override_pending_delete: true, purge: false };
+        match crate::servers::start_delete(&ctx, &row, opts).await {
+            Ok(()) => n += 1,
+            Err(e) => tracing::warn!(server = row_str(&row, "name"), error = %e, "recycle bin: cannot delete yet"),
+        }
+    }
+    Ok(n)
 }
 
 /// Starts the liveness reconciler; it stops when the service goes away.
@@ -340,6 +427,9 @@ pub fn spawn_liveness(svc: &Arc<ServiceState>, r: &Arc<crate::Region>) {
                 tracing::warn!(error = %e, "host liveness check failed");
             }
             let _ = r.alloc.prune_releases(&svc.db).await;
+            if let Err(e) = reap_recycle_bin(&svc, &r).await {
+                tracing::warn!(error = %e, "recycle bin check failed");
+            }
         }
     });
 }
@@ -365,4 +455,35 @@ impl Resource for NetInterfaces {
             _ => None,
         })
     }
+}
+
+/// What the servers on each host commit: `cpu_commit`, `mem_commit` (MB), `guests`,
+/// `creating_guest_count` (the scheduler reads these).
+async fn add_commits(ctx: &Ctx, rows: &mut [Row]) -> Result<(), Error> {
+    let ids: Vec<String> = rows.iter().map(|r| row_str(r, "id").to_string()).collect();
+    let mut by_host: std::collections::HashMap<String, [i64; 4]> = std::collections::HashMap::new();
+    let creating = crate::servers::CREATING.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT host_id, CAST(COALESCE(SUM(vcpu_count), 0) AS SIGNED), CAST(COALESCE(SUM(vmem_size), 0) AS SIGNED), \
+             COUNT(id), CAST(COALESCE(SUM(CASE WHEN status IN ({creating}) THEN 1 ELSE 0 END), 0) AS SIGNED) \
+             FROM guests_tbl WHERE deleted = ? AND host_id IN ({marks}) GROUP BY host_id"
+        );
+        let mut args: Vec<sea_orm::Value> = vec![false.into()];
+        args.extend(chunk.iter().map(|k| k.clone().into()));
+        for r in ctx.db().raw_query(&sql, args).await? {
+            let Ok(h) = r.try_get_by_index::<String>(0) else { continue };
+            let g = |i| crate::common::int_at(&r, i).unwrap_or(0);
+            by_host.insert(h, [g(1), g(2), g(3), g(4)]);
+        }
+    }
+    for r in rows {
+        let [cpu, mem, n, creating] = by_host.get(row_str(r, "id")).copied().unwrap_or_default();
+        r.insert("cpu_commit".into(), cpu.into());
+        r.insert("mem_commit".into(), mem.into());
+        r.insert("guests".into(), n.into());
+        r.insert("creating_guest_count".into(), creating.into());
+    }
+    Ok(())
 }

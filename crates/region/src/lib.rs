@@ -10,10 +10,15 @@
 //! Layers: the generic dispatcher and [`handlers`] (HTTP) -> the resource hooks in each
 //! module (the rules) -> their SQL ([`ipalloc`] for addresses). Pure rules live apart:
 //! [`ipam`] (address choice), [`hosts`] documents host liveness.
-//! Servers, disks, tasks and the scheduler build on these (issue 3, part 2).
+//!
+//! Compute on top: [`servers`] (guests) and [`disks`] (+ guestdisks, guestnetworks,
+//! cachedimages), driven by [`tasks`] that call host agents through [`remote`] with the
+//! guest description of [`desc`], placed by the scheduler service.
 
 pub mod bootstrap;
 pub mod common;
+pub mod desc;
+pub mod disks;
 pub mod geo;
 pub mod handlers;
 pub mod hosts;
@@ -22,9 +27,12 @@ pub mod ipam;
 pub mod keypairs;
 pub mod networks;
 pub mod quotas;
+pub mod remote;
 pub mod schema;
 pub mod secgroups;
+pub mod servers;
 pub mod storages;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -64,6 +72,10 @@ pub struct RegionConfig {
     pub default_quota: quotas::Quota,
     /// The region's own URL, for task callbacks; default `http://127.0.0.1:<port>`.
     pub public_url: String,
+    /// Deleted servers go to the recycle bin first (`cancel-delete` restores them).
+    pub enable_pending_delete: bool,
+    /// How long a server stays in the recycle bin before it is deleted for good.
+    pub pending_delete_expire_seconds: u64,
 }
 
 impl Default for RegionConfig {
@@ -80,6 +92,8 @@ impl Default for RegionConfig {
             bootstrap_default_network: true,
             default_quota: quotas::Quota::default(),
             public_url: String::new(),
+            enable_pending_delete: true,
+            pending_delete_expire_seconds: 259_200,
         }
     }
 }
@@ -91,6 +105,8 @@ pub struct Region {
     pub mac_prefix: String,
     pub alloc: ipalloc::Allocator,
     pub keygen: Arc<dyn keypairs::KeyGen>,
+    /// Host agents, the scheduler and glance.
+    pub remote: remote::Remote,
 }
 
 pub fn region(svc: &ServiceState) -> Result<Arc<Region>, Error> {
@@ -103,7 +119,14 @@ pub struct Built {
 }
 
 /// Connects, migrates, bootstraps the default geography and builds the region's app.
-pub async fn build(cfg: RegionConfig, verifier: Arc<dyn TokenVerifier>, actionlog: ActionLog) -> Result<Built, Error> {
+/// `session` is the region's own keystone session, for calls to the scheduler, glance and host
+/// agents (without it, servers cannot be created).
+pub async fn build(
+    cfg: RegionConfig,
+    verifier: Arc<dyn TokenVerifier>,
+    actionlog: ActionLog,
+    session: Option<Arc<cloudcommon::client::ServiceSession>>,
+) -> Result<Built, Error> {
     let mac_prefix = ipam::check_mac_prefix(&cfg.mac_prefix)?;
     if !ipam::POLICIES[1..].contains(&cfg.default_ip_allocation_direction.as_str()) {
         return Err(Error::invalid("default_ip_allocation_direction", "must be stepdown, stepup or random"));
@@ -117,6 +140,7 @@ pub async fn build(cfg: RegionConfig, verifier: Arc<dyn TokenVerifier>, actionlo
         cfg.public_url.clone()
     };
     tm.set_base_url(&public_url);
+    tasks::register(&tm);
     let mut b = ServiceBuilder::new("region", db, verifier, actionlog);
     for r in resources() {
         b = b.resource(r);
@@ -126,6 +150,7 @@ pub async fn build(cfg: RegionConfig, verifier: Arc<dyn TokenVerifier>, actionlo
         mac_prefix,
         alloc: ipalloc::Allocator::default(),
         keygen: Arc::new(keypairs::SshKeygen),
+        remote: remote::Remote::new(session),
         cfg,
     });
     let ext: Arc<dyn std::any::Any + Send + Sync> = r.clone();
@@ -156,5 +181,11 @@ fn resources() -> Vec<Arc<dyn cloudcommon::resource::Resource>> {
         Arc::new(secgroups::Secgroups::new()),
         Arc::new(secgroups::SecgroupRules::new()),
         Arc::new(quotas::Quotas::new()),
+        Arc::new(servers::Servers::new()),
+        Arc::new(disks::Disks::new()),
+        Arc::new(disks::guestdisks()),
+        Arc::new(disks::guestnetworks()),
+        Arc::new(disks::Cachedimages::new()),
+        Arc::new(disks::StoragecachedImages::new()),
     ]
 }

@@ -37,5 +37,25 @@ pub fn migrations() -> Vec<Migration> {
         Migration { version: 25, name: "secgroups", up: |db| crate::secgroups::secgroup_spec().create_table_sql(db) },
         Migration { version: 26, name: "secgrouprules", up: |db| crate::secgroups::rule_spec().create_table_sql(db) },
         Migration { version: 27, name: "quotas", up: |db| crate::quotas::quota_spec().create_table_sql(db) },
+        Migration { version: 28, name: "guests", up: |db| crate::servers::server_spec().create_table_sql(db) },
+        Migration { version: 29, name: "disks", up: |db| crate::disks::disk_spec().create_table_sql(db) },
+        Migration { version: 30, name: "guestdisks", up: |db| crate::disks::guestdisk_spec().create_table_sql(db) },
+        Migration {
+            version: 31,
+            name: "guestnetworks",
+            up: |db| crate::disks::guestnetwork_spec().create_table_sql(db),
+        },
+        Migration { version: 32, name: "cachedimages", up: |db| crate::disks::cachedimage_spec().create_table_sql(db) },
+        Migration {
+            version: 33,
+            name: "storagecachedimages",
+            up: |db| crate::disks::storagecachedimage_spec().create_table_sql(db),
+        },
+        // Server lists are newest first: read that order from an index, not a sort.
+        Migration {
+            version: 34,
+            name: "guests_created_at",
+            up: |_| vec!["CREATE INDEX ix_guests_tbl_created_at ON guests_tbl (created_at)".into()],
+        },
     ]
 }

@@ -256,7 +256,14 @@ impl Resource for Storages {
     }
     async fn extra_details(&self, ctx: &Ctx, rows: &mut [Row], _d: bool) -> Result<(), Error> {
         add_names(ctx, rows, &crate::geo::zone_spec(), "zone").await?;
-        add_names(ctx, rows, &storagecache_spec(), "storagecache").await
+        add_names(ctx, rows, &storagecache_spec(), "storagecache").await?;
+        // What disks take on each storage (the scheduler reads `used_capacity`).
+        let ids: Vec<String> = rows.iter().map(|r| row_str(r, "id").to_string()).collect();
+        let used = crate::servers::storage_used(ctx, ids).await?;
+        for r in rows {
+            r.insert("used_capacity".into(), used.get(row_str(r, "id")).copied().unwrap_or(0).into());
+        }
+        Ok(())
     }
     async fn context_filter(&self, _ctx: &Ctx, plural: &str, id: &str) -> Result<Option<Condition>, Error> {
         Ok(match plural {

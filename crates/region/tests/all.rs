@@ -12,3 +12,5 @@ mod hosts;
 mod ipalloc;
 #[path = "all/networks.rs"]
 mod networks;
+#[path = "all/servers.rs"]
+mod servers;

@@ -197,8 +197,10 @@ pub struct Scored {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
-    /// Hosts that passed, best first.
+    /// Hosts that passed, best first (left empty by [`schedule_lean`]).
     pub passed: Vec<Scored>,
+    /// How many hosts passed every filter.
+    pub passed_count: usize,
     pub failures: Vec<FilterFailure>,
     /// The placed instances (fewer than `count` when capacity runs out).
     pub candidates: Vec<Candidate>,
@@ -218,7 +220,7 @@ impl Outcome {
             r.push("no hosts are registered".into());
         }
         let want = input.count.max(1);
-        if !self.passed.is_empty() && self.allow_count < want {
+        if self.passed_count > 0 && self.allow_count < want {
             r.push(format!("capacity: the hosts that pass every filter fit {} of {want} instances", self.allow_count));
         }
         r
@@ -228,33 +230,37 @@ impl Outcome {
 /// Capacity is counted up to this many instances per host.
 pub const CAPACITY_CAP: u32 = 1000;
 
-/// Free resources of one host, net of committed and pending usage.
+/// Free resources of one host, net of committed and pending usage. Borrows the host's
+/// strings: building it allocates one small vector, whatever the number of hosts.
 #[derive(Debug, Clone)]
-struct Free {
+struct Free<'a> {
     cpu: i64,
     mem: i64,
-    storage: Vec<(String, String, i64)>, // (id, type, free MB)
+    storage: Vec<(&'a str, &'a str, i64)>, // (id, type, free MB)
 }
 
-fn free_of(h: &HostCandidate, pending: Option<&Usage>) -> Free {
-    let p = pending.cloned().unwrap_or_default();
-    let used = |id: &str| h.used.storage_mb.get(id).copied().unwrap_or(0) + p.storage_mb.get(id).copied().unwrap_or(0);
+fn free_of<'a>(h: &'a HostCandidate, pending: Option<&Usage>) -> Free<'a> {
+    let (pcpu, pmem) = pending.map_or((0, 0), |p| (p.cpu, p.mem_mb));
+    let used = |id: &str| {
+        h.used.storage_mb.get(id).copied().unwrap_or(0)
+            + pending.and_then(|p| p.storage_mb.get(id).copied()).unwrap_or(0)
+    };
     Free {
-        cpu: h.cpu_total() - h.used.cpu - p.cpu,
-        mem: h.mem_total() - h.used.mem_mb - p.mem_mb,
+        cpu: h.cpu_total() - h.used.cpu - pcpu,
+        mem: h.mem_total() - h.used.mem_mb - pmem,
         storage: h
             .storages
             .iter()
             .map(|s| {
                 let total = (s.capacity_mb as f64 * s.cmtbound).floor() as i64 - s.reserved_mb;
-                (s.id.clone(), s.storage_type.clone(), total - used(&s.id))
+                (s.id.as_str(), s.storage_type.as_str(), total - used(&s.id))
             })
             .collect(),
     }
 }
 
 /// Places one instance's disks on `free` storages (largest free first), taking the space.
-fn place_disks(input: &ScheduleInput, free: &mut Free) -> Option<Vec<String>> {
+fn place_disks(input: &ScheduleInput, free: &mut Free<'_>) -> Option<Vec<String>> {
     let mut chosen = vec![];
     for d in &input.disks {
         let s = free
@@ -263,9 +269,18 @@ fn place_disks(input: &ScheduleInput, free: &mut Free) -> Option<Vec<String>> {
             .filter(|(_, t, f)| (d.backend.is_empty() || *t == d.backend) && *f >= d.size_mb)
             .max_by_key(|(_, _, f)| *f)?;
         s.2 -= d.size_mb;
-        chosen.push(s.0.clone());
+        chosen.push(s.0.to_string());
     }
     Some(chosen)
+}
+
+/// Whether one instance's disks fit, without allocating for the common one-disk case.
+fn disks_fit(input: &ScheduleInput, free: &Free<'_>) -> bool {
+    match input.disks.as_slice() {
+        [] => true,
+        [d] => free.storage.iter().any(|(_, t, f)| (d.backend.is_empty() || *t == d.backend) && *f >= d.size_mb),
+        _ => place_disks(input, &mut free.clone()).is_some(),
+    }
 }
 
 fn norm_hypervisor(h: &str) -> &str {
@@ -291,7 +306,7 @@ fn wanted(filter: &str, input: &ScheduleInput) -> String {
 }
 
 /// Runs one filter on one host: `Err(reason)` rejects it.
-fn check(filter: &str, h: &HostCandidate, free: &Free, input: &ScheduleInput) -> Result<(), String> {
+fn check(filter: &str, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInput) -> Result<(), String> {
     match filter {
         "status" if h.host_status != "online" => Err(format!("host_status {}", h.host_status)),
         "status" if !h.enabled => Err("disabled".into()),
@@ -323,7 +338,7 @@ fn check(filter: &str, h: &HostCandidate, free: &Free, input: &ScheduleInput) ->
             Err(format!("free {} MB under bound {}", free.mem.max(0), h.mem_cmtbound))
         }
         "storage" => {
-            if place_disks(input, &mut free.clone()).is_some() {
+            if disks_fit(input, free) {
                 return Ok(());
             }
             let f: Vec<String> = free.storage.iter().map(|(_, t, f)| format!("{t} {} MB free", f.max(&0))).collect();
@@ -338,34 +353,83 @@ fn check(filter: &str, h: &HostCandidate, free: &Free, input: &ScheduleInput) ->
 }
 
 /// How many copies of the request fit in `free` (at most `cap`).
-fn capacity(input: &ScheduleInput, free: &Free, cap: u32) -> u32 {
-    let mut f = free.clone();
-    let mut n = 0;
-    while n < cap {
-        if f.cpu < input.cpu || f.mem < input.mem_mb || place_disks(input, &mut f).is_none() {
-            break;
+fn capacity(input: &ScheduleInput, free: &Free<'_>, cap: u32) -> u32 {
+    // CPU and memory bound the count arithmetically; so do the disks when there is one (the
+    // common case: each storage holds floor(free / size) of it). Several disks compete for
+    // the same storages, so those are placed one instance at a time, up to that bound.
+    let per = |free: i64, want: i64| if want <= 0 { cap as i64 } else { (free / want).max(0) };
+    let mut bound = per(free.cpu, input.cpu).min(per(free.mem, input.mem_mb)).min(cap as i64);
+    match input.disks.as_slice() {
+        [] => {}
+        [d] => {
+            let fits: i64 = free
+                .storage
+                .iter()
+                .filter(|(_, t, _)| d.backend.is_empty() || *t == d.backend)
+                .map(|(_, _, f)| per(*f, d.size_mb))
+                .sum();
+            bound = bound.min(fits);
         }
-        f.cpu -= input.cpu;
-        f.mem -= input.mem_mb;
-        n += 1;
-        if input.cpu <= 0 && input.mem_mb <= 0 && input.disks.is_empty() {
-            return cap;
+        _ => {
+            let mut f = free.clone();
+            let mut n = 0;
+            while n < bound && place_disks(input, &mut f).is_some() {
+                n += 1;
+            }
+            bound = n;
         }
     }
-    n
+    bound.max(0) as u32
 }
 
 /// `guest-lowload`: 10 x (1 - cpu rate - mem rate) when both are under half.
-fn low_load(h: &HostCandidate, free: &Free) -> f64 {
+fn low_load(h: &HostCandidate, free: &Free<'_>) -> f64 {
     let rate = |free: i64, total: i64| if total <= 0 { 1.0 } else { 1.0 - free as f64 / total as f64 };
     let (c, m) = (rate(free.cpu, h.cpu_total()), rate(free.mem, h.mem_total()));
     if c < 0.5 && m < 0.5 { 10.0 * (1.0 - c - m) } else { 0.0 }
 }
 
-/// Filters, scores and deals `input.count` instances over `hosts`, net of `pending`.
+/// Filters, scores and deals `input.count` instances over `hosts`, net of `pending`; every
+/// passing host is listed, best first (forecasts).
 pub fn schedule(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &ScheduleInput) -> Outcome {
+    run(hosts, pending, input, true)
+}
+
+/// As [`schedule`], without listing the passing hosts: only the best `count` are ranked, so
+/// a placement costs one pass over the hosts plus a partial sort.
+pub fn schedule_lean(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &ScheduleInput) -> Outcome {
+    run(hosts, pending, input, false)
+}
+
+/// A host that passed every filter, before ranking.
+struct Pass<'a> {
+    h: &'a HostCandidate,
+    free: Free<'a>,
+    capacity: u32,
+    prefer: u32,
+    avoid: u32,
+    score: f64,
+}
+
+impl<'a> Pass<'a> {
+    /// A copy to deal from (dealing takes from `free`).
+    fn copy(&self) -> Pass<'a> {
+        Pass { free: self.free.clone(), ..*self }
+    }
+}
+
+/// Prefer bucket first, avoid bucket last, then the normal score; names break ties.
+fn rank(a: &Pass<'_>, b: &Pass<'_>) -> std::cmp::Ordering {
+    (b.prefer > 0)
+        .cmp(&(a.prefer > 0))
+        .then((a.avoid > 0).cmp(&(b.avoid > 0)))
+        .then(b.score.total_cmp(&a.score))
+        .then(a.h.name.cmp(&b.h.name))
+}
+
+fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &ScheduleInput, full: bool) -> Outcome {
     let mut failures: Vec<FilterFailure> = vec![];
-    let mut passed: Vec<(Scored, &HostCandidate, Free)> = vec![];
+    let mut passed: Vec<Pass<'_>> = Vec::with_capacity(hosts.len());
     'hosts: for h in hosts {
         let free = free_of(h, pending.get(&h.id));
         for f in FILTERS {
@@ -381,53 +445,73 @@ pub fn schedule(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input
                 continue 'hosts;
             }
         }
-        let cap = capacity(input, &free, CAPACITY_CAP);
+        let capacity = capacity(input, &free, CAPACITY_CAP);
         let has =
             |s: Strategy| input.schedtags.iter().filter(|r| r.strategy == s && h.schedtags.contains(&r.id)).count();
-        let score = cap.min(100) as f64 + low_load(h, &free) - h.creating as f64;
-        let s = Scored {
-            host_id: h.id.clone(),
-            host: h.name.clone(),
-            capacity: cap,
-            prefer: has(Strategy::Prefer) as u32,
-            avoid: has(Strategy::Avoid) as u32,
-            score,
-        };
-        passed.push((s, h, free));
+        let score = capacity.min(100) as f64 + low_load(h, &free) - h.creating as f64;
+        let (prefer, avoid) = (has(Strategy::Prefer) as u32, has(Strategy::Avoid) as u32);
+        passed.push(Pass { h, free, capacity, prefer, avoid, score });
     }
     failures.sort_by_key(|f| FILTERS.iter().position(|x| *x == f.filter));
     for f in &mut failures {
         f.hosts.sort();
     }
-    // Prefer bucket first, avoid bucket last, then the normal score; names break ties.
-    passed.sort_by(|(a, ..), (b, ..)| {
-        (b.prefer > 0)
-            .cmp(&(a.prefer > 0))
-            .then((a.avoid > 0).cmp(&(b.avoid > 0)))
-            .then(b.score.total_cmp(&a.score))
-            .then(a.host.cmp(&b.host))
-    });
     let want = input.count.max(1);
-    let allow_count = passed.iter().map(|(s, ..)| s.capacity).fold(0u32, u32::saturating_add).min(CAPACITY_CAP);
+    let allow_count = passed.iter().map(|p| p.capacity).fold(0u32, u32::saturating_add).min(CAPACITY_CAP);
+    let passed_count = passed.len();
+    // Each passing host takes at least one instance, so the best `want` hosts are enough to
+    // deal from, unless some of them cannot take theirs after all: then rank everything.
+    let mut candidates = vec![];
+    if !full && (want as usize) < passed.len() {
+        let k = want as usize;
+        passed.select_nth_unstable_by(k - 1, rank);
+        passed[..k].sort_by(rank);
+        candidates = deal(&mut passed[..k].iter().map(Pass::copy).collect::<Vec<_>>(), input, want);
+    }
+    if full || (candidates.len() as u32) < want {
+        passed.sort_by(rank);
+        candidates = deal(&mut passed.iter().map(Pass::copy).collect::<Vec<_>>(), input, want);
+    }
+    let passed = if full {
+        passed
+            .iter()
+            .map(|p| Scored {
+                host_id: p.h.id.clone(),
+                host: p.h.name.clone(),
+                capacity: p.capacity,
+                prefer: p.prefer,
+                avoid: p.avoid,
+                score: p.score,
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    Outcome { passed, passed_count, failures, candidates, allow_count }
+}
+
+/// Deals `want` instances round-robin over `passed` (best first) while a host's capacity
+/// exceeds what it was dealt.
+fn deal(passed: &mut [Pass<'_>], input: &ScheduleInput, want: u32) -> Vec<Candidate> {
     let mut dealt = vec![0u32; passed.len()];
     let mut candidates = vec![];
     while (candidates.len() as u32) < want {
         let mut progress = false;
-        for (i, (s, h, free)) in passed.iter_mut().enumerate() {
+        for (i, p) in passed.iter_mut().enumerate() {
             if candidates.len() as u32 >= want {
                 break;
             }
-            if dealt[i] >= s.capacity {
+            if dealt[i] >= p.capacity {
                 continue;
             }
-            let Some(storage_ids) = place_disks(input, free) else { continue };
-            free.cpu -= input.cpu;
-            free.mem -= input.mem_mb;
+            let Some(storage_ids) = place_disks(input, &mut p.free) else { continue };
+            p.free.cpu -= input.cpu;
+            p.free.mem -= input.mem_mb;
             dealt[i] += 1;
             progress = true;
             candidates.push(Candidate {
-                host_id: h.id.clone(),
-                host: h.name.clone(),
+                host_id: p.h.id.clone(),
+                host: p.h.name.clone(),
                 storage_ids,
                 network_ids: input.networks.iter().map(|n| n.network_id.clone()).collect(),
             });
@@ -436,7 +520,7 @@ pub fn schedule(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input
             break;
         }
     }
-    Outcome { passed: passed.into_iter().map(|(s, ..)| s).collect(), failures, candidates, allow_count }
+    candidates
 }
 
 #[cfg(test)]

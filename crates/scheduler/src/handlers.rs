@@ -33,25 +33,7 @@ pub fn routes() -> Router<Arc<ServiceState>> {
 /// Most instances one request may ask for.
 pub const MAX_COUNT: u32 = 1000;
 
-/// A size in MB: a number (MB) or a string with a unit (`512m`, `2g`, `1t`; bare = MB).
-pub fn size_mb(field: &str, v: &Value) -> Result<i64, Error> {
-    let bad = || Error::invalid(field, format!("{v} is not a size (MB, or e.g. 2g)"));
-    let n = match v {
-        Value::Number(n) => n.as_i64().ok_or_else(bad)?,
-        Value::String(s) => {
-            let s = s.trim().to_ascii_lowercase();
-            let (num, mul) = match s.trim_end_matches('b').chars().last() {
-                Some('m') => (&s[..s.find('m').unwrap_or(0)], 1),
-                Some('g') => (&s[..s.find('g').unwrap_or(0)], 1024),
-                Some('t') => (&s[..s.find('t').unwrap_or(0)], 1024 * 1024),
-                _ => (s.as_str(), 1),
-            };
-            num.parse::<i64>().map_err(|_| bad())?.checked_mul(mul).ok_or_else(bad)?
-        }
-        _ => return Err(bad()),
-    };
-    if n < 0 { Err(bad()) } else { Ok(n) }
-}
+pub use apis::compute::size_mb;
 
 /// Storage backends a `backend:size` disk string may name.
 const BACKENDS: &[&str] = &["local", "rbd", "nfs", "gpfs", "lvm", "slvm", "clvm"];
@@ -208,7 +190,10 @@ async fn clean(state: &ServiceState, cred: &UserCred, host: Option<&str>, q: Cle
     let svc = crate::scheduler(state)?;
     // Reload first, release second: once the region has committed the servers, the reloaded
     // host counts them before their reservation goes, so no schedule in between sees neither.
-    let refreshed = svc.refresh().await;
+    let refreshed = match host {
+        Some(h) => svc.refresh_host(h).await,
+        None => svc.refresh().await,
+    };
     let released = svc.scheduler.clean(q.session.as_deref().filter(|s| !s.is_empty()), host);
     refreshed?;
     Ok(Json(json!({"released": released, "hosts": svc.scheduler.hosts().len()})))

@@ -75,12 +75,33 @@ impl SchedulerService {
         }
     }
 
+    /// Reloads one host from the region (after the region placed servers on it): cheaper than
+    /// [`SchedulerService::refresh`] at thousands of hosts.
+    pub async fn refresh_host(&self, host_id: &str) -> Result<(), Error> {
+        let Some(session) = &self.session else { return Ok(()) };
+        let _g = self.refresh_lock.lock().await;
+        let sessions = self.scheduler.pending_sessions(Some(host_id));
+        let committed = loader::committed(session, &sessions).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot ask the region which reservations it committed");
+            vec![]
+        });
+        let host = loader::load_host(session, host_id).await?;
+        self.scheduler.set_host_committed(host_id, host, &committed);
+        Ok(())
+    }
+
     /// Reloads hosts and networks from the region.
     pub async fn refresh(&self) -> Result<(), Error> {
         let Some(session) = &self.session else { return Ok(()) };
         let _g = self.refresh_lock.lock().await;
+        // Which reserved servers the region has placed, asked before the hosts are read.
+        let sessions = self.scheduler.pending_sessions(None);
+        let committed = loader::committed(session, &sessions).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot ask the region which reservations it committed");
+            vec![]
+        });
         let snap = loader::load(session).await?;
-        self.scheduler.set_hosts(snap.hosts);
+        self.scheduler.set_hosts_committed(snap.hosts, &committed);
         *self.networks.lock().unwrap_or_else(|e| e.into_inner()) = snap.networks;
         Ok(())
     }

@@ -2,8 +2,8 @@
 //!
 //! One refresh lists hosts (with details: schedtags), storages, hoststorages, netinterfaces
 //! and networks, and builds [`HostCandidate`]s plus the network -> wire map. Committed usage
-//! is zero until servers exist; then the refresh adds each host's servers and disks
-//! ([`HostCandidate::used`], `creating`).
+//! comes from the region's details: a host's `cpu_commit`, `mem_commit` and
+//! `creating_guest_count` (its servers), a storage's `used_capacity` (its disks).
 
 use std::collections::HashMap;
 
@@ -36,6 +36,10 @@ pub struct Snapshot {
 }
 
 async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error> {
+    list_where(s, m, vec![]).await
+}
+
+async fn list_where(s: &Session, m: &ResourceManager, filters: Vec<String>) -> Result<Vec<Value>, Error> {
     let mut out = vec![];
     loop {
         let p = ListParams {
@@ -43,6 +47,7 @@ async fn list_all(s: &Session, m: &ResourceManager) -> Result<Vec<Value>, Error>
             offset: Some(out.len() as u64),
             details: Some(true),
             scope: Some("system".into()),
+            filters: filters.clone(),
             ..ListParams::default()
         };
         let r = m.list(s, &p).await.map_err(to_api_error)?;
@@ -64,6 +69,33 @@ fn f(v: &Value, k: &str, d: f64) -> f64 {
     v.get(k).and_then(Value::as_f64).filter(|x| *x > 0.0).unwrap_or(d)
 }
 
+const SERVERS: ResourceManager = ResourceManager::new("compute_v2", "server", "servers");
+
+/// Of these sessions, those naming a server the region has placed on a host (the region
+/// schedules a server with its id as session).
+pub async fn committed(session: &ServiceSession, sessions: &[String]) -> Result<Vec<String>, Error> {
+    let ids: Vec<&String> = sessions.iter().filter(|s| uuid::Uuid::parse_str(s).is_ok()).collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let sess = session.session().await?;
+    let mut out = vec![];
+    for chunk in ids.chunks(100) {
+        let list = chunk.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+        let p = ListParams {
+            limit: Some(chunk.len() as u64),
+            details: Some(false),
+            scope: Some("system".into()),
+            filters: vec![format!("id.in({list})"), "host_id.isnotempty()".into()],
+            extra: vec![("pending_delete".into(), "all".into())],
+            ..ListParams::default()
+        };
+        let r = SERVERS.list(&sess, &p).await.map_err(to_api_error)?;
+        out.extend(r.data.iter().map(|v| s(v, "id")));
+    }
+    Ok(out)
+}
+
 /// Reads the region's hosts, storages, NICs and networks.
 pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
     let sess = session.session().await?;
@@ -75,8 +107,42 @@ pub async fn load(session: &ServiceSession) -> Result<Snapshot, Error> {
     Ok(build(&hosts, &storages, &links, &netifs, &networks))
 }
 
+/// Reads one host (`None`: the region has no such host any more).
+pub async fn load_host(session: &ServiceSession, host_id: &str) -> Result<Option<HostCandidate>, Error> {
+    if uuid::Uuid::parse_str(host_id).is_err() {
+        return Err(Error::invalid("host", format!("{host_id:?} is not a host id")));
+    }
+    let sess = session.session().await?;
+    let hosts = list_where(&sess, &HOSTS, vec![format!("id.equals({host_id})")]).await?;
+    let links = list_where(&sess, &HOSTSTORAGES, vec![format!("host_id.equals({host_id})")]).await?;
+    let ids: Vec<String> = links.iter().map(|l| s(l, "storage_id")).filter(|i| !i.is_empty()).collect();
+    let storages = if ids.is_empty() {
+        vec![]
+    } else {
+        list_where(&sess, &STORAGES, vec![format!("id.in({})", ids.join(","))]).await?
+    };
+    let netifs = list_where(&sess, &NETIFS, vec![format!("baremetal_id.equals({host_id})")]).await?;
+    Ok(build(&hosts, &storages, &links, &netifs, &[]).hosts.into_iter().next())
+}
+
 /// Builds the snapshot from the region's list answers (pure, for tests).
 pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Value], networks: &[Value]) -> Snapshot {
+    let used_storage: HashMap<String, i64> = storages.iter().map(|v| (s(v, "id"), i(v, "used_capacity"))).collect();
+    // Indexes by host, so that building is linear in the lists' sizes.
+    let str_of = |v: &'_ Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut storages_of: HashMap<String, Vec<String>> = HashMap::new();
+    for l in links {
+        storages_of.entry(str_of(l, "host_id")).or_default().push(str_of(l, "storage_id"));
+    }
+    let storages_of: HashMap<&str, Vec<&str>> =
+        storages_of.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+    let mut wires_of: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for n in netifs {
+        let wire = str_of(n, "wire_id");
+        if !wire.is_empty() {
+            wires_of.entry(str_of(n, "baremetal_id")).or_default().insert(wire);
+        }
+    }
     let storages: HashMap<String, StorageCandidate> = storages
         .iter()
         .map(|v| {
@@ -109,8 +175,11 @@ pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Val
                 mem_size_mb: i(v, "mem_size"),
                 mem_reserved_mb: i(v, "mem_reserved"),
                 mem_cmtbound: f(v, "mem_cmtbound", 1.0),
+                creating: i(v, "creating_guest_count"),
                 ..HostCandidate::default()
             };
+            h.used.cpu = i(v, "cpu_commit");
+            h.used.mem_mb = i(v, "mem_commit");
             if s(v, "resource_type") == "dedicated" {
                 h.owner_project = Some(s(v, "tenant_id")).filter(|p| !p.is_empty());
             }
@@ -119,16 +188,14 @@ pub fn build(hosts: &[Value], storages: &[Value], links: &[Value], netifs: &[Val
                     h.schedtags.extend([s(t, "id"), s(t, "name")].into_iter().filter(|x| !x.is_empty()));
                 }
             }
-            h.storages = links
-                .iter()
-                .filter(|l| s(l, "host_id") == id)
-                .filter_map(|l| storages.get(&s(l, "storage_id")).cloned())
-                .collect();
-            h.wires = netifs
-                .iter()
-                .filter(|n| s(n, "baremetal_id") == id && !s(n, "wire_id").is_empty())
-                .map(|n| s(n, "wire_id"))
-                .collect();
+            h.storages = storages_of
+                .get(id.as_str())
+                .map(|ids| ids.iter().filter_map(|sid| storages.get(*sid).cloned()).collect())
+                .unwrap_or_default();
+            for st in &h.storages {
+                h.used.storage_mb.insert(st.id.clone(), used_storage.get(&st.id).copied().unwrap_or(0));
+            }
+            h.wires = wires_of.get(id.as_str()).cloned().unwrap_or_default();
             h
         })
         .collect();

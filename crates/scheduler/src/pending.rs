@@ -13,7 +13,10 @@
 //!   its session, by a host-wide clean-cache, or expires;
 //! * forecasts read the same table but never reserve;
 //! * clean-cache reloads the hosts before it releases, so a committed server is counted by
-//!   the host data before its reservation stops counting.
+//!   the host data before its reservation stops counting;
+//! * a reload also drops the reservations of sessions the region has committed (the region
+//!   uses the server's id as session; [`Scheduler::set_hosts_committed`]), so a server is
+//!   never counted twice for long: the sessions are checked before the hosts are read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,19 +31,31 @@ struct Reservation {
     at: Instant,
 }
 
-/// Reservations keyed by session id.
+/// Reservations keyed by session id, with their sum per host kept up to date (a schedule
+/// reads it on every call).
 #[derive(Debug, Default)]
 pub struct Reservations {
     by_session: HashMap<String, Vec<Reservation>>,
+    totals: HashMap<String, Usage>,
 }
 
 impl Reservations {
     pub fn reserve(&mut self, session: &str, host_id: &str, usage: Usage, now: Instant) {
+        self.totals.entry(host_id.to_string()).or_default().add(&usage);
         self.by_session.entry(session.to_string()).or_default().push(Reservation {
             host_id: host_id.to_string(),
             usage,
             at: now,
         });
+    }
+
+    /// Recomputes the per-host sums after reservations went.
+    fn resum(&mut self) {
+        let mut m: HashMap<String, Usage> = HashMap::new();
+        for r in self.by_session.values().flatten() {
+            m.entry(r.host_id.clone()).or_default().add(&r.usage);
+        }
+        self.totals = m;
     }
 
     /// Drops a session's reservations (on one host, or all); how many went.
@@ -51,6 +66,9 @@ impl Reservations {
         let n = before - v.len();
         if v.is_empty() {
             self.by_session.remove(session);
+        }
+        if n > 0 {
+            self.resum();
         }
         n
     }
@@ -64,24 +82,29 @@ impl Reservations {
             n += before - v.len();
         }
         self.by_session.retain(|_, v| !v.is_empty());
+        if n > 0 {
+            self.resum();
+        }
         n
     }
 
     /// Drops reservations older than `ttl`.
     pub fn expire(&mut self, now: Instant, ttl: Duration) {
+        let mut gone = false;
         for v in self.by_session.values_mut() {
+            let before = v.len();
             v.retain(|r| now.duration_since(r.at) < ttl);
+            gone |= v.len() != before;
         }
-        self.by_session.retain(|_, v| !v.is_empty());
+        if gone {
+            self.by_session.retain(|_, v| !v.is_empty());
+            self.resum();
+        }
     }
 
     /// The pending usage per host.
-    pub fn by_host(&self) -> HashMap<String, Usage> {
-        let mut m: HashMap<String, Usage> = HashMap::new();
-        for r in self.by_session.values().flatten() {
-            m.entry(r.host_id.clone()).or_default().add(&r.usage);
-        }
-        m
+    pub fn by_host(&self) -> &HashMap<String, Usage> {
+        &self.totals
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +132,40 @@ impl Scheduler {
         *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
     }
 
+    /// The sessions holding reservations (on `host_id`, or anywhere).
+    pub fn pending_sessions(&self, host_id: Option<&str>) -> Vec<String> {
+        let p = self.pending();
+        p.by_session
+            .iter()
+            .filter(|(_, v)| host_id.is_none_or(|h| v.iter().any(|r| r.host_id == h)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// New data of one host (`None`: it is gone), read after `committed` was: as
+    /// [`Scheduler::set_hosts_committed`] for one host.
+    pub fn set_host_committed(&self, host_id: &str, host: Option<HostCandidate>, committed: &[String]) -> usize {
+        let mut p = self.pending();
+        {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut list: Vec<HostCandidate> = hosts.iter().filter(|h| h.id != host_id).cloned().collect();
+            if let Some(h) = host {
+                list.push(h);
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            *hosts = Arc::new(list);
+        }
+        committed.iter().map(|s| p.release(s, None)).sum()
+    }
+
+    /// New host data, read after `committed` (sessions whose servers the region had placed
+    /// on a host) was: their usage is in `hosts` now, so their reservations go.
+    pub fn set_hosts_committed(&self, hosts: Vec<HostCandidate>, committed: &[String]) -> usize {
+        let mut p = self.pending();
+        self.set_hosts(hosts);
+        committed.iter().map(|s| p.release(s, None)).sum()
+    }
+
     pub fn hosts(&self) -> Arc<Vec<HostCandidate>> {
         self.hosts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -124,7 +181,7 @@ impl Scheduler {
         let mut p = self.pending();
         let now = Instant::now();
         p.expire(now, self.ttl);
-        let out = core::schedule(&hosts, &p.by_host(), input);
+        let out = core::schedule_lean(&hosts, p.by_host(), input);
         if out.complete(input.count) {
             for c in &out.candidates {
                 p.reserve(session, &c.host_id, input.usage(&c.storage_ids), now);
@@ -138,7 +195,7 @@ impl Scheduler {
         let hosts = self.hosts();
         let mut p = self.pending();
         p.expire(Instant::now(), self.ttl);
-        core::schedule(&hosts, &p.by_host(), input)
+        core::schedule(&hosts, p.by_host(), input)
     }
 
     /// `clean-cache`: a session's reservations (on a host, or all of them), or without a
@@ -152,7 +209,7 @@ impl Scheduler {
     }
 
     pub fn pending_by_host(&self) -> HashMap<String, Usage> {
-        self.pending().by_host()
+        self.pending().by_host().clone()
     }
 }
 

@@ -96,6 +96,7 @@ impl TestCloud {
             port_offset: 0,
             region: "region0".into(),
             sets: sets.iter().map(|s| s.to_string()).collect(),
+            simulated_hosts: 0,
         };
         let running = cloudpods::aio::start(&args, true).await?;
         Ok(TestCloud {
@@ -116,6 +117,24 @@ impl TestCloud {
             r.stop().await?;
         }
         let running = cloudpods::aio::start(&self.args, true).await?;
+        self.auth_url = running.auth_url.clone();
+        self.urls = running.urls.clone();
+        self.running = Some(running);
+        Ok(())
+    }
+
+    /// [`TestCloud::restart`] on the same ports, so that host agents holding the region's
+    /// URLs (callbacks, pings) reach it again.
+    pub async fn restart_same_ports(&mut self) -> Result<()> {
+        let ports: std::collections::BTreeMap<String, u16> = self
+            .urls
+            .iter()
+            .filter_map(|(k, u)| u.rsplit(':').next().and_then(|p| p.parse().ok()).map(|p| (k.to_string(), p)))
+            .collect();
+        if let Some(r) = self.running.take() {
+            r.stop().await?;
+        }
+        let running = cloudpods::aio::start_on(&self.args, cloudpods::aio::Ports::Fixed(ports)).await?;
         self.auth_url = running.auth_url.clone();
         self.urls = running.urls.clone();
         self.running = Some(running);

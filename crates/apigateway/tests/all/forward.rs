@@ -144,7 +144,7 @@ async fn image_upload_streams_through() -> Result<()> {
 async fn hosts_and_storages_with_capacity() -> Result<()> {
     use test_harness::simhost::{SimHost, SimHostSpec};
     let (tc, _admin) = start().await?;
-    let h = SimHost::start(&tc, SimHostSpec::new("gw-sim1", 8, 16384, 100)).await?;
+    let h = SimHost::start(&tc.sim_target(), SimHostSpec::new("gw-sim1", 8, 16384, 100)).await?;
     let mut b = Browser::new(&tc);
     b.must_login("sysadmin", &tc.admin_password).await?;
     let hosts = b.ok(Method::GET, "/api/v2/hosts?order_by=name&order=asc", None).await?;

@@ -1,5 +1,7 @@
 //! The region (compute control plane, catalog type `compute_v2`, no prefix).
 
+use mcclient::Method;
+
 use crate::spec::{Action, Arg, Kind, READ_ONLY, ResourceSpec, Std};
 
 const fn compute(keyword: &'static str, plural: &'static str) -> ResourceSpec {
@@ -191,5 +193,96 @@ pub const SCHEDTAG: ResourceSpec = compute("schedtag", "schedtags")
     .kind(Kind::List)
     .required()])]);
 
-pub const RESOURCES: &[ResourceSpec] =
-    &[CLOUDREGION, ZONE, VPC, WIRE, NETWORK, RESERVEDIP, HOST, STORAGE, KEYPAIR, SECGROUP, SECGROUPRULE, SCHEDTAG];
+pub const SERVER: ResourceSpec = compute("server", "servers")
+    .columns(&["id", "name", "status", "vcpu_count", "vmem_size", "disk", "ips", "host", "power_states", "created_at"])
+    .ops(&[Std::List, Std::Show, Std::Create, Std::Update, Std::Metadata])
+    .list_filters(&[
+        Arg::opt("host", "Only on this host (id)"),
+        Arg::opt("pending-delete", "true: the recycle bin; all: both"),
+    ])
+    .create_args(&[
+        Arg::pos("name", "Name (also the hostname)"),
+        Arg::opt("ncpu", "vCPUs").kind(Kind::Int).field("vcpu_count"),
+        Arg::opt("mem-spec", "Memory, e.g. 512m or 2g").field("vmem_size").required(),
+        Arg::opt("disk", "Disk: <image>:10g for the system disk, 20g for data; repeatable")
+            .kind(Kind::List)
+            .field("disks")
+            .required(),
+        Arg::opt("net", "Network (name or id); repeatable").kind(Kind::List).field("nets"),
+        Arg::opt("password", "Login password to set"),
+        Arg::opt("keypair", "Keypair (name or id) whose public key the guest gets"),
+        Arg::opt("secgroup", "Security group (name or id); default: default"),
+        Arg::opt("user-data", "Cloud-init user data"),
+        Arg::opt("auto-start", "Start once created").kind(Kind::Flag),
+        Arg::opt("count", "Create this many (<name>-1, <name>-2, ...)").kind(Kind::Int),
+        DESCRIPTION,
+    ])
+    .update_args(&[NEW_NAME, DESCRIPTION])
+    .actions(&[
+        Action::perform("start", "start", "Start a server"),
+        Action::perform("stop", "stop", "Stop a server").args(&[
+            Arg::opt("force", "Power off at once").kind(Kind::Flag).field("is_force"),
+            Arg::opt("timeout", "Seconds the guest has to shut down").kind(Kind::Int),
+        ]),
+        Action::perform("restart", "restart", "Restart a server")
+            .args(&[Arg::opt("force", "Power off at once").kind(Kind::Flag).field("is_force")]),
+        Action::perform("syncstatus", "syncstatus", "Ask the host for the server's real state"),
+        Action::perform("change-config", "change-config", "Change the vCPUs and memory of a stopped server").args(&[
+            Arg::opt("ncpu", "vCPUs").kind(Kind::Int).field("vcpu_count"),
+            Arg::opt("mem-spec", "Memory, e.g. 4g").field("vmem_size"),
+        ]),
+        Action::perform("attach-disk", "attachdisk", "Attach a ready disk (hotplug when running)").args(&[
+            Arg::opt("disk", "Disk (name or id)").field("disk_id").required(),
+            Arg::opt("driver", "virtio (default), scsi, ide or sata"),
+        ]),
+        Action::perform("detach-disk", "detachdisk", "Detach a data disk").args(&[
+            Arg::opt("disk", "Disk (name or id)").field("disk_id").required(),
+            Arg::opt("delete-disk", "Delete the disk too").kind(Kind::Const("false")).field("keep_disk"),
+        ]),
+        Action::perform("cancel-delete", "cancel-delete", "Take a server back out of the recycle bin"),
+        Action::custom(
+            "delete",
+            Method::Delete,
+            "servers/{server}",
+            "Delete a server (into the recycle bin by default)",
+        )
+        .args(&[
+            Arg::pos("server", "Server (name or id)").lookup("servers"),
+            Arg::opt("override-pending-delete", "Delete for good now").kind(Kind::Flag),
+            Arg::opt("purge", "Only forget it here: its host is gone (admin)").kind(Kind::Flag),
+        ]),
+    ]);
+
+pub const DISK: ResourceSpec = compute("disk", "disks")
+    .columns(&["id", "name", "status", "disk_size", "disk_format", "disk_type", "storage", "guest", "template_id"])
+    .ops(&[Std::List, Std::Show, Std::Create, Std::Update, Std::Delete, Std::Metadata])
+    .create_args(&[
+        Arg::pos("name", "Name of the disk"),
+        Arg::pos("size", "Size, e.g. 10g"),
+        Arg::opt("storage", "Storage (name or id); default: the one with most room"),
+        Arg::opt("format", "qcow2 (default) or raw"),
+        DESCRIPTION,
+    ])
+    .update_args(&[NEW_NAME, DESCRIPTION]);
+
+pub const CACHEDIMAGE: ResourceSpec = compute("cachedimage", "cachedimages")
+    .columns(&["id", "name", "size", "disk_format", "status", "last_sync"])
+    .ops(READ_ONLY);
+
+pub const RESOURCES: &[ResourceSpec] = &[
+    CLOUDREGION,
+    ZONE,
+    VPC,
+    WIRE,
+    NETWORK,
+    RESERVEDIP,
+    HOST,
+    STORAGE,
+    KEYPAIR,
+    SECGROUP,
+    SECGROUPRULE,
+    SCHEDTAG,
+    SERVER,
+    DISK,
+    CACHEDIMAGE,
+];

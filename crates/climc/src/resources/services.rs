@@ -15,7 +15,7 @@ pub const ACTION: ResourceSpec = ResourceSpec::new("log", "action", "actions")
         Arg::opt("success", "Only successful (true) or failed (false) actions"),
     ]);
 
-const TASK_COLUMNS: &[&str] = &["id", "obj_name", "obj_id", "task_name", "stage", "created_at"];
+const TASK_COLUMNS: &[&str] = &["id", "obj_name", "obj_id", "task=name", "stage", "status", "progress", "created_at"];
 const EVENT_COLUMNS: &[&str] =
     &["id", "ops_time", "obj_type", "obj_name=name", "action", "user", "tenant=actor_tenant", "notes"];
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use apis::Error;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -328,6 +328,13 @@ async fn create(
         )));
     }
     let mut body = json_body(&body)?;
+    // `count` sits beside the object (`{"server": {..}, "count": 3}`), or inside it (climc).
+    if !body.contains_key("count")
+        && let Some(Value::Object(o)) = body.get_mut(spec.keyword)
+        && let Some(c) = o.remove("count")
+    {
+        body.insert("count".into(), c);
+    }
     let count = match body.remove("count") {
         None => 1,
         Some(v) => v
@@ -417,13 +424,14 @@ async fn delete(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Path((plural, id)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Error> {
     let r = state.resource(&plural)?;
     let spec = r.spec();
     let ctx = ctx(&state, cred, &headers, &rid);
     let row = fetch_authorized(&ctx, r.as_ref(), &id, "delete", None).await?;
     r.validate_delete(&ctx, &row).await?;
-    r.delete(&ctx, &row).await?;
+    r.delete_with_query(&ctx, &row, &query).await?;
     record(&ctx, r.as_ref(), &row, "delete", Value::Null).await;
     let row = store::to_view(spec, row);
     Ok(object_response(spec.keyword, row))
@@ -435,12 +443,21 @@ async fn class_action(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Path((plural, action)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Response, Error> {
     let r = state.resource(&plural)?;
     let ctx = ctx(&state, cred, &headers, &rid);
     authorize(r.as_ref(), &ctx.cred, "perform", Some(&action))?;
-    let body = unwrap_keyword(json_body(&body)?, r.spec().keyword)?;
+    let mut body = unwrap_keyword(json_body(&body)?, r.spec().keyword)?;
+    // Reserved `__key__` query parameters join the body: a task's notify URL names the stage
+    // it waits for (`/tasks/<id>?__stage__=<stage>`), so a late callback of an earlier call
+    // cannot complete a later wait.
+    for (k, v) in query {
+        if k.starts_with("__") && k.ends_with("__") && !body.contains_key(&k) {
+            body.insert(k, Value::String(v));
+        }
+    }
     let out = r.perform_class(&ctx, &action, &body).await?;
     Ok(Json(out).into_response())
 }

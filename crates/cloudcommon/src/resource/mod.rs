@@ -100,6 +100,12 @@ pub trait Resource: Send + Sync + 'static {
         store::soft_delete(ctx.db(), self.spec(), row).await
     }
 
+    /// `DELETE /<plural>/<id>?<query>`: resources whose delete takes options
+    /// (`override_pending_delete`, `purge`) read them here; by default [`Resource::delete`].
+    async fn delete_with_query(&self, ctx: &Ctx, row: &Row, _query: &[(String, String)]) -> Result<(), Error> {
+        self.delete(ctx, row).await
+    }
+
     /// Adds computed fields to views (`details=true`): names of owners, counts, tags.
     async fn extra_details(&self, _ctx: &Ctx, _rows: &mut [Row], _details: bool) -> Result<(), Error> {
         Ok(())

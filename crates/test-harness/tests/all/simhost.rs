@@ -104,8 +104,8 @@ fn desc(id: &str, storage: &str) -> GuestJsonDesc {
 async fn sim_hosts_register_and_answer_the_contract() -> Result<()> {
     let tc = TestCloud::start().await?;
     let admin = tc.admin_token().await?;
-    let h1 = SimHost::start(&tc, SimHostSpec::new("sim1", 16, 32768, 200)).await?;
-    let h2 = SimHost::start(&tc, SimHostSpec::new("sim2", 8, 16384, 100)).await?;
+    let h1 = SimHost::start(&tc.sim_target(), SimHostSpec::new("sim1", 16, 32768, 200)).await?;
+    let h2 = SimHost::start(&tc.sim_target(), SimHostSpec::new("sim2", 8, 16384, 100)).await?;
 
     // Both hosts are online with their capacity and one local storage each.
     let hosts = tc.call(Method::GET, &format!("{}/hosts", tc.region_url()), Some(&admin), None).await?.body;
@@ -206,7 +206,7 @@ async fn stopped_sim_host_goes_offline() -> Result<()> {
     let tc = TestCloud::start_with(&["region.host_offline_seconds=1"]).await?;
     let admin = tc.admin_token().await?;
     let spec = SimHostSpec { ping_interval: Duration::from_millis(200), ..SimHostSpec::new("sim-off", 4, 8192, 50) };
-    let h = SimHost::start(&tc, spec).await?;
+    let h = SimHost::start(&tc.sim_target(), spec).await?;
     let url = format!("{}/hosts/{}", tc.region_url(), h.host_id);
     // Pings arrive: last_ping_at moves on while the host stays online.
     let first = show(&tc, &admin, &url).await["last_ping_at"].clone();
