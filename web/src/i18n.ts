@@ -72,6 +72,7 @@ const en = {
   'server.tasks': 'Tasks',
   'server.detail': 'Details',
   'server.create': 'Create server',
+  'server.autoStart': 'Start it once created',
   'server.consoleUnavailable': 'The console is not available: {details}',
   'image.kind': 'image',
   'image.upload': 'Upload image',

@@ -139,7 +139,7 @@ try {
     await page.waitForURL('**/servers')
     const create = seen.find((r) => r.method === 'POST' && !r.url.includes('/start'))
     const body = JSON.parse(create.body)
-    const want = { server: { name: 'web-vm', vcpu_count: 1, vmem_size: 512, disks: [{ image_id: imageId, size: 2048 }], nets: [{ network: networkId }], password: 'Web-Vm-Pw-1234' } }
+    const want = { server: { name: 'web-vm', vcpu_count: 1, vmem_size: 512, disks: [{ image_id: imageId, size: 2048 }], nets: [{ network: networkId }], password: 'Web-Vm-Pw-1234', auto_start: true } }
     assert(JSON.stringify(body) === JSON.stringify(want), `create body ${create.body}`)
     await row('stub-vm').waitFor()
     assert((await statusOf('stub-vm').innerText()) === 'ready', 'status shown')
