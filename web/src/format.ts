@@ -24,6 +24,6 @@ export function time(s?: string | null): string {
 export function statusClass(status?: string): string {
   const s = status ?? ''
   if (/fail|error|killed|offline|disabled/.test(s)) return 'bad'
-  if (/^(running|active|available|online|enabled|ready|ok)$/.test(s)) return s === 'ready' ? 'idle' : 'good'
+  if (/^(running|active|available|online|enabled|ready|ok|complete)$/.test(s)) return s === 'ready' ? 'idle' : 'good'
   return 'busy'
 }

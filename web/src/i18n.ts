@@ -71,6 +71,7 @@ const en = {
   'server.events': 'Events',
   'server.tasks': 'Tasks',
   'server.detail': 'Details',
+  'server.stage': 'Stage',
   'server.create': 'Create server',
   'server.autoStart': 'Start it once created',
   'server.consoleUnavailable': 'The console is not available: {details}',
