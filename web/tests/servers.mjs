@@ -2,7 +2,8 @@
 // -> stop -> ready -> delete, and a second project that sees none of it.
 // Needs the region's servers API and a simulated host:
 //   BROWSER_AIO_ARGS='--simulated-hosts 1' web/tests/run.sh servers.mjs
-// (not yet in the `browser` phase of scripts/test.sh: the servers API is still being built).
+// Not yet in the `browser` phase of scripts/test.sh (it passes against aio --simulated-hosts 1;
+// adding it is one line in phase_browser).
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkList, checkObject } from '../src/schema.mjs'
