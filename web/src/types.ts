@@ -87,6 +87,10 @@ export interface Host extends Base {
   mem_reserved?: number
   storage_size?: number
   enabled?: boolean
+  /** What the host's servers take (region extra details). */
+  cpu_commit?: number
+  mem_commit?: number
+  guests?: number
 }
 
 export interface Storage extends Base {
@@ -94,6 +98,8 @@ export interface Storage extends Base {
   storage_type?: string
   capacity?: number
   actual_capacity_used?: number
+  /** What the disks on it were given (region extra details). */
+  used_capacity?: number
   reserved?: number
   enabled?: boolean
 }

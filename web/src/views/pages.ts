@@ -73,9 +73,13 @@ export const hosts: PageConfig = {
     status,
     { key: 'host_status', label: 'host.agent', status: true },
     { key: 'access_ip', label: 'host.ip' },
-    { key: 'cpu_count', label: 'host.cpu' },
-    { key: 'mem_size', label: 'host.mem', render: (r: Host) => `${mb(r.mem_size)} (${mb(r.mem_reserved)} reserved)` },
-    { key: 'storage_size', label: 'host.storage', render: (r: Host) => mb(r.storage_size) },
+    { key: 'cpu_count', label: 'host.cpu', render: (r: Host) => `${r.cpu_commit ?? 0} / ${r.cpu_count ?? '-'}` },
+    {
+      key: 'mem_size',
+      label: 'host.mem',
+      render: (r: Host) => `${mb(r.mem_commit ?? 0)} / ${mb(r.mem_size)}${r.mem_reserved ? ` (${mb(r.mem_reserved)} reserved)` : ''}`,
+    },
+    { key: 'guests', label: 'host.guests', render: (r: Host) => String(r.guests ?? 0) },
   ],
   rowActions: [
     { label: 'user.enable', action: 'enable', when: (r) => r.enabled === false },
@@ -94,6 +98,11 @@ export const storages: PageConfig = {
     status,
     { key: 'storage_type', label: 'storage.type' },
     { key: 'capacity', label: 'storage.capacity', render: (r: Storage) => mb(r.capacity) },
+    {
+      key: 'used_capacity',
+      label: 'storage.allocated',
+      render: (r: Storage) => (r.capacity ? `${mb(r.used_capacity ?? 0)} (${Math.round(((r.used_capacity ?? 0) * 100) / r.capacity)}%)` : '-'),
+    },
     {
       key: 'actual_capacity_used',
       label: 'storage.used',
