@@ -51,11 +51,17 @@ pub fn migrations() -> Vec<Migration> {
             name: "storagecachedimages",
             up: |db| crate::disks::storagecachedimage_spec().create_table_sql(db),
         },
-        // Server lists are newest first: read that order from an index, not a sort.
+        // Server lists are newest first, without the recycle bin: read that page (and the
+        // count) from an index rather than sorting the table.
         Migration {
             version: 34,
-            name: "guests_created_at",
-            up: |_| vec!["CREATE INDEX ix_guests_tbl_created_at ON guests_tbl (created_at)".into()],
+            name: "guests_list_order",
+            up: |_| {
+                vec![
+                    "CREATE INDEX ix_guests_tbl_list ON guests_tbl (deleted, pending_deleted, created_at DESC, id)"
+                        .into(),
+                ]
+            },
         },
     ]
 }

@@ -287,40 +287,77 @@ fn norm_hypervisor(h: &str) -> &str {
     if h == "kvm" { "hypervisor" } else { h }
 }
 
-const FILTERS: &[&str] = &["status", "hypervisor", "project", "schedtag", "cpu", "memory", "storage", "network"];
+/// The filters, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    Status,
+    Hypervisor,
+    Project,
+    Schedtag,
+    Cpu,
+    Memory,
+    Storage,
+    Network,
+}
 
-fn wanted(filter: &str, input: &ScheduleInput) -> String {
+const FILTERS: [Filter; 8] = [
+    Filter::Status,
+    Filter::Hypervisor,
+    Filter::Project,
+    Filter::Schedtag,
+    Filter::Cpu,
+    Filter::Memory,
+    Filter::Storage,
+    Filter::Network,
+];
+
+impl Filter {
+    fn name(self) -> &'static str {
+        match self {
+            Filter::Status => "status",
+            Filter::Hypervisor => "hypervisor",
+            Filter::Project => "project",
+            Filter::Schedtag => "schedtag",
+            Filter::Cpu => "cpu",
+            Filter::Memory => "memory",
+            Filter::Storage => "storage",
+            Filter::Network => "network",
+        }
+    }
+}
+
+fn wanted(filter: Filter, input: &ScheduleInput) -> String {
     match filter {
-        "status" => "are not online, enabled and out of maintenance".into(),
-        "hypervisor" => format!("are not {} hosts", input.hypervisor),
-        "project" => format!("are dedicated to projects other than {:?}", input.project_id),
-        "schedtag" => "do not match the schedtag rules".into(),
-        "cpu" => format!("lack {} vCPU", input.cpu),
-        "memory" => format!("lack {} MB", input.mem_mb),
-        "storage" => {
+        Filter::Status => "are not online, enabled and out of maintenance".into(),
+        Filter::Hypervisor => format!("are not {} hosts", input.hypervisor),
+        Filter::Project => format!("are dedicated to projects other than {:?}", input.project_id),
+        Filter::Schedtag => "do not match the schedtag rules".into(),
+        Filter::Cpu => format!("lack {} vCPU", input.cpu),
+        Filter::Memory => format!("lack {} MB", input.mem_mb),
+        Filter::Storage => {
             let d: Vec<String> = input.disks.iter().map(|d| format!("{} MB", d.size_mb)).collect();
             format!("lack storage for disks of {}", d.join(", "))
         }
-        _ => "reach no wire of the requested networks".into(),
+        Filter::Network => "reach no wire of the requested networks".into(),
     }
 }
 
 /// Runs one filter on one host: `Err(reason)` rejects it.
-fn check(filter: &str, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInput) -> Result<(), String> {
+fn check(filter: Filter, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInput) -> Result<(), String> {
     match filter {
-        "status" if h.host_status != "online" => Err(format!("host_status {}", h.host_status)),
-        "status" if !h.enabled => Err("disabled".into()),
-        "status" if h.is_maintenance => Err("in maintenance".into()),
-        "hypervisor"
+        Filter::Status if h.host_status != "online" => Err(format!("host_status {}", h.host_status)),
+        Filter::Status if !h.enabled => Err("disabled".into()),
+        Filter::Status if h.is_maintenance => Err("in maintenance".into()),
+        Filter::Hypervisor
             if !input.hypervisor.is_empty() && norm_hypervisor(&input.hypervisor) != norm_hypervisor(&h.hypervisor) =>
         {
             Err(format!("is {}", h.hypervisor))
         }
-        "project" => match &h.owner_project {
+        Filter::Project => match &h.owner_project {
             Some(p) if *p != input.project_id => Err(format!("dedicated to project {p}")),
             _ => Ok(()),
         },
-        "schedtag" => {
+        Filter::Schedtag => {
             for r in &input.schedtags {
                 let has = h.schedtags.contains(&r.id);
                 match r.strategy {
@@ -331,20 +368,20 @@ fn check(filter: &str, h: &HostCandidate, free: &Free<'_>, input: &ScheduleInput
             }
             Ok(())
         }
-        "cpu" if free.cpu < input.cpu => {
+        Filter::Cpu if free.cpu < input.cpu => {
             Err(format!("free {} vCPU under bound {} ({} cores)", free.cpu.max(0), h.cpu_cmtbound, h.cpu_count))
         }
-        "memory" if free.mem < input.mem_mb => {
+        Filter::Memory if free.mem < input.mem_mb => {
             Err(format!("free {} MB under bound {}", free.mem.max(0), h.mem_cmtbound))
         }
-        "storage" => {
+        Filter::Storage => {
             if disks_fit(input, free) {
                 return Ok(());
             }
             let f: Vec<String> = free.storage.iter().map(|(_, t, f)| format!("{t} {} MB free", f.max(&0))).collect();
             Err(if f.is_empty() { "has no storage".into() } else { f.join(", ") })
         }
-        "network" => match input.networks.iter().find(|n| !h.wires.contains(&n.wire_id)) {
+        Filter::Network => match input.networks.iter().find(|n| !h.wires.contains(&n.wire_id)) {
             Some(n) => Err(format!("not on the wire of network {}", n.network)),
             None => Ok(()),
         },
@@ -434,10 +471,10 @@ fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &Schedu
         let free = free_of(h, pending.get(&h.id));
         for f in FILTERS {
             if let Err(why) = check(f, h, &free, input) {
-                match failures.iter_mut().find(|x| x.filter == *f) {
+                match failures.iter_mut().find(|x| x.filter == f.name()) {
                     Some(x) => x.hosts.push((h.name.clone(), why)),
                     None => failures.push(FilterFailure {
-                        filter: f.to_string(),
+                        filter: f.name().to_string(),
                         wanted: wanted(f, input),
                         hosts: vec![(h.name.clone(), why)],
                     }),
@@ -452,7 +489,7 @@ fn run(hosts: &[HostCandidate], pending: &HashMap<String, Usage>, input: &Schedu
         let (prefer, avoid) = (has(Strategy::Prefer) as u32, has(Strategy::Avoid) as u32);
         passed.push(Pass { h, free, capacity, prefer, avoid, score });
     }
-    failures.sort_by_key(|f| FILTERS.iter().position(|x| *x == f.filter));
+    failures.sort_by_key(|f| FILTERS.iter().position(|x| x.name() == f.filter));
     for f in &mut failures {
         f.hosts.sort();
     }

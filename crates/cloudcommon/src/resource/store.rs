@@ -16,21 +16,23 @@ fn col(spec: &ResourceSpec, name: &str) -> Expr {
 
 /// Converts a row read from the database into JSON by the spec's column types.
 pub fn read_row(spec: &ResourceSpec, r: &QueryResult) -> Row {
+    // Rows come from `base_select`, which selects the spec's columns in order: read them by
+    // position (no lookup by name per cell).
     let mut row = Row::new();
-    for c in &spec.cols {
+    for (i, c) in spec.cols.iter().enumerate() {
         let v = match c.ty {
             ColType::Str(_) | ColType::Text | ColType::Time => {
-                r.try_get::<Option<String>>("", c.name).ok().flatten().map(Value::String)
+                r.try_get_by_index::<Option<String>>(i).ok().flatten().map(Value::String)
             }
-            ColType::Int => r.try_get::<Option<i64>>("", c.name).ok().flatten().map(Value::from),
+            ColType::Int => r.try_get_by_index::<Option<i64>>(i).ok().flatten().map(Value::from),
             ColType::Bool => r
-                .try_get::<Option<bool>>("", c.name)
+                .try_get_by_index::<Option<bool>>(i)
                 .ok()
                 .flatten()
-                .or_else(|| r.try_get::<Option<i64>>("", c.name).ok().flatten().map(|i| i != 0))
+                .or_else(|| r.try_get_by_index::<Option<i64>>(i).ok().flatten().map(|n| n != 0))
                 .map(Value::Bool),
             ColType::Json => r
-                .try_get::<Option<String>>("", c.name)
+                .try_get_by_index::<Option<String>>(i)
                 .ok()
                 .flatten()
                 .map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
