@@ -4,6 +4,7 @@
 #   make build       cargo build --release -p cloudpods -p climc
 #   make run         deps + build + web, then `cloudpods aio --data-dir $(DATA_DIR)`
 #                    (the dashboard at http://127.0.0.1:30300/)
+#   make run-host    the same with a real host agent (root, QEMU) in netns $(GUEST_NETNS)
 #   make web         build the dashboard (web/dist) when missing or outdated
 #   make test        fmt, clippy, cargo test (SQLite), cargo test (MariaDB), e2e, browser
 #   make e2e         tests/e2e/run.sh only
@@ -12,7 +13,8 @@
 #   make clean-data  remove $(DATA_DIR)
 #
 # Variables: DATA_DIR (default ./data), AIO_ARGS (extra flags for `aio`, e.g.
-# AIO_ARGS='--port-offset 1000'), CARGO_TARGET_DIR is honoured everywhere.
+# AIO_ARGS='--port-offset 1000'), GUEST_NETNS (default cloudpods-guests),
+# CARGO_TARGET_DIR is honoured everywhere.
 # scripts/test.sh reads TEST_PHASES and KEEP_GOING; see its header.
 
 SHELL := /bin/bash
@@ -22,17 +24,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DATA_DIR ?= ./data
 AIO_ARGS ?=
+GUEST_NETNS ?= cloudpods-guests
 
-.PHONY: deps deps-qemu build run web test e2e browser bench clean-data \
+.PHONY: deps deps-qemu build run run-host web test e2e browser bench clean-data \
         mariadb-start mariadb-stop shellcheck help
 
 help:
-	@sed -n '3,13p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,15p' $(firstword $(MAKEFILE_LIST))
 
 deps:
 	@scripts/deps.sh
 
-# qemu-system-x86 (+ a matching qemu-utils), for the host agent when it lands.
+# qemu-system-x86 (+ a matching qemu-utils) and the host agent's tools.
 deps-qemu:
 	@scripts/deps.sh --qemu
 
@@ -46,6 +49,14 @@ run: deps build web
 
 web:
 	@scripts/web-build.sh >/dev/null
+
+# aio plus a real host agent whose guests live in network namespace $(GUEST_NETNS).
+run-host: deps-qemu build web
+	@ip netns list | grep -qw "$(GUEST_NETNS)" || ip netns add "$(GUEST_NETNS)"; \
+	bin="$$(scripts/target-dir.sh)/release/cloudpods"; \
+	args="--set host.enabled=true --set host.netns=$(GUEST_NETNS) $(AIO_ARGS)"; \
+	echo "==> $$bin aio --data-dir $(DATA_DIR) $$args"; \
+	CLOUDPODS_WEB_DIR="$(CURDIR)/web/dist" exec "$$bin" aio --data-dir "$(DATA_DIR)" $$args
 
 test: deps
 	@scripts/test.sh

@@ -4,7 +4,8 @@
 # only when something has to be installed.
 #
 # Usage: scripts/deps.sh [--qemu]
-#   --qemu            also install qemu-system-x86 (+ a matching qemu-utils);
+#   --qemu            also install qemu-system-x86 (+ a matching qemu-utils)
+#                     and what the host agent runs: genisoimage, debugfs, openssl;
 #                     `make run` passes it, `make test` does not.
 # Env:
 #   DEPS_QEMU=1       same as --qemu
@@ -16,7 +17,7 @@ for arg in "$@"; do
     case $arg in
         --qemu) want_qemu=1 ;;
         -h | --help)
-            sed -n '2,11p' "$0"
+            sed -n '2,12p' "$0"
             exit 0
             ;;
         *)
@@ -74,6 +75,14 @@ if [[ $want_qemu == 1 ]] && ! have_cmd qemu-system-x86_64; then
     if [[ -n $utils_ver ]] && dpkg --compare-versions "$utils_ver" ge "1:8.0"; then
         qemu_extra=(--allow-downgrades qemu-utils/bookworm)
     fi
+fi
+
+# The host agent writes config drives with genisoimage, and customises guest disks directly
+# with debugfs (e2fsprogs) and openssl (password hashes).
+if [[ $want_qemu == 1 ]]; then
+    have_cmd genisoimage || add_missing genisoimage
+    have_cmd debugfs || add_missing e2fsprogs
+    have_cmd openssl || add_missing openssl
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then

@@ -402,6 +402,8 @@ fn other_services() {
     let p = plan_of(&["server-detach-disk", "vm1", "--disk", "d1", "--delete-disk"]);
     assert_eq!(lines(&p), ["POST servers/vm1/detachdisk"]);
     assert_eq!(body(&p), serde_json::json!({"server": {"disk_id": "d1", "keep_disk": "false"}}));
+    let p = plan_of(&["server-stop", "vm1", "--force", "--shutdown-timeout", "10"]);
+    assert_eq!(body(&p), serde_json::json!({"server": {"is_force": true, "timeout": 10}}));
     let p = plan_of(&["server-change-config", "vm1", "--ncpu", "4"]);
     assert_eq!(body(&p), serde_json::json!({"server": {"vcpu_count": 4}}));
     let p = plan_of(&["region-task-list"]);
@@ -442,4 +444,23 @@ fn global_options() {
     assert_eq!(crate::exec::auth_params(&token).map(|p| p.method), Ok(mcclient::AuthMethod::Token { id: "t".into() }));
     let nobody = cli::GlobalOpts { os_username: None, os_auth_token: None, ..g };
     assert!(crate::exec::auth_params(&nobody).is_err());
+}
+
+#[test]
+fn no_command_argument_shadows_a_global_option() {
+    // clap would only notice at run time, when the value is read with the wrong type.
+    let cmds = commands();
+    let root = cli::build(&cmds);
+    let globals: HashSet<String> = root.get_arguments().map(|a| a.get_id().to_string()).collect();
+    assert!(globals.contains("timeout"));
+    for sub in root.get_subcommands() {
+        for a in sub.get_arguments() {
+            assert!(
+                !globals.contains(a.get_id().as_str()),
+                "{} --{} shadows a global option",
+                sub.get_name(),
+                a.get_id()
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //!   data dir/images) -> region (compute; default region/zone/vpc/wire/network)
 //!   -> apigateway (the dashboard and /api, calling the others with each caller's token)
 //!   -> scheduler (host capacity, read from the region over HTTP)
+//!   -> host agent, with `--set host.enabled=true` (registers with the region)
 //!   -> openrc -> serve until signal
 //! ```
 //! Services still talk to each other only over HTTP through the catalog, as they would on
@@ -453,6 +454,49 @@ pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
         sc_poller.abort();
         r
     });
+
+    // host: a real host agent, when asked for (`--set host.enabled=true`, root, QEMU).
+    let host_cfg = host::HostConfig {
+        common: CommonOptions {
+            port: match &ports {
+                Ports::Default => host::DEFAULT_PORT.saturating_add(args.port_offset),
+                Ports::Ephemeral => 0,
+                Ports::Fixed(m) => m.get("host").copied().unwrap_or(0),
+            },
+            data_dir: data_dir.join("host"),
+            admin_user: keystone::bootstrap::ADMIN_USER.into(),
+            admin_password: secrets.admin_password.clone(),
+            ..common(&COMPONENTS[3])
+        },
+        region_url: urls["region"].clone(),
+        // A NIC on the default wire, so the scheduler can place servers of the default network.
+        wires: vec![format!("{}=br0", region::geo::DEFAULT_WIRE)],
+        ..Default::default()
+    };
+    let host_cfg = with_sets(host_cfg, "host", &args.sets)?;
+    if host_cfg.enabled {
+        let c = &host_cfg.common;
+        let l = TcpListener::bind(c.listen_addr()?).await.context("host agent: cannot listen")?;
+        let port = l.local_addr()?.port();
+        let manager_uri = format!("http://{}:{port}", args.public_host);
+        urls.insert("host", manager_uri.clone());
+        let session =
+            ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+        let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+        let ho_poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
+        let ho = host::build(host_cfg, verifier, session.clone()).await.context("host agent")?;
+        states.insert("host", ho.state.clone());
+        host::region::register(ho.agent.clone(), session, &manager_uri)
+            .await
+            .map_err(|e| anyhow::anyhow!("host agent: registering with the region: {e}"))?;
+        let ho_rx = shutdown.subscribe();
+        tasks.spawn(async move {
+            let r = cloudcommon::service::serve_listener("host", l, ho.app, shutdown_future(&ho_rx)).await;
+            ho.agent.shutdown().await;
+            ho_poller.abort();
+            r
+        });
+    }
 
     write_openrc(&data_dir, &auth_url, &secrets.admin_password, &args.region)?;
     if outcome.first_start {

@@ -39,6 +39,18 @@ enum Cmd {
     Scheduler(ServiceArgs),
     /// The browser-facing gateway: login sessions, /api forwarding, the dashboard.
     Apigateway(ServiceArgs),
+    /// The host agent (root): runs this host's guests with QEMU.
+    Host(HostArgs),
+}
+
+#[derive(Args, Clone)]
+struct HostArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Keep all guest networking (bridges, taps, QEMU's NICs, DHCP, metadata) in this
+    /// network namespace (create it first with `ip netns add NAME`).
+    #[arg(long)]
+    netns: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -78,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Region(a) => run_region(a).await,
             Cmd::Scheduler(a) => run_scheduler(a).await,
             Cmd::Apigateway(a) => run_apigateway(a).await,
+            Cmd::Host(a) => run_host(a).await,
         }
     })
 }
@@ -206,5 +219,41 @@ async fn run_apigateway(a: ServiceArgs) -> anyhow::Result<()> {
     let addr = cfg.common.listen_addr()?;
     let built = apigateway::build(cfg)?;
     cloudcommon::service::serve("apigateway", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_host(a: HostArgs) -> anyhow::Result<()> {
+    let mut cfg: host::HostConfig = cloudcommon::config::load(a.service.config.as_deref(), &a.service.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = host::DEFAULT_PORT;
+    }
+    if let Some(ns) = a.netns {
+        cfg.netns = ns;
+    }
+    let c = &cfg.common;
+    anyhow::ensure!(
+        !c.admin_user.is_empty(),
+        "admin_user and admin_password must be configured (the host agent's service account)"
+    );
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let addr = c.listen_addr()?;
+    let manager_uri = if cfg.manager_uri.is_empty() {
+        format!("http://{}:{}", cfg.access_ip, cfg.common.port)
+    } else {
+        cfg.manager_uri.clone()
+    };
+    let register = cfg.register;
+    let listener = cloudcommon::service::bind(addr).await?;
+    let built = host::build(cfg, verifier as Arc<_>, session.clone()).await?;
+    if register {
+        let r = host::region::register(built.agent.clone(), session, &manager_uri)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering with the region: {e}"))?;
+        tracing::info!(host_id = r.host_id, storage_id = r.storage_id, "host registered");
+    }
+    cloudcommon::service::serve_listener("host", listener, built.app, cloudcommon::service::shutdown_signal()).await?;
+    built.agent.shutdown().await;
     Ok(())
 }

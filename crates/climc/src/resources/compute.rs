@@ -222,7 +222,7 @@ pub const SERVER: ResourceSpec = compute("server", "servers")
         Action::perform("start", "start", "Start a server"),
         Action::perform("stop", "stop", "Stop a server").args(&[
             Arg::opt("force", "Power off at once").kind(Kind::Flag).field("is_force"),
-            Arg::opt("timeout", "Seconds the guest has to shut down").kind(Kind::Int),
+            Arg::opt("shutdown-timeout", "Seconds the guest has to shut down").kind(Kind::Int).field("timeout"),
         ]),
         Action::perform("restart", "restart", "Restart a server")
             .args(&[Arg::opt("force", "Power off at once").kind(Kind::Flag).field("is_force")]),
