@@ -2,10 +2,13 @@
 #
 #   make deps        install missing Debian packages (quiet when all present)
 #   make build       cargo build --release -p cloudpods -p climc
-#   make run         deps + build, then `cloudpods aio --data-dir $(DATA_DIR)`
+#   make run         deps + build + web, then `cloudpods aio --data-dir $(DATA_DIR)`
+#                    (the dashboard at http://127.0.0.1:30300/)
 #   make run-host    the same with a real host agent (root, QEMU) in netns $(GUEST_NETNS)
-#   make test        fmt, clippy, cargo test (SQLite), cargo test (MariaDB), e2e
+#   make web         build the dashboard (web/dist) when missing or outdated
+#   make test        fmt, clippy, cargo test (SQLite), cargo test (MariaDB), e2e, browser
 #   make e2e         tests/e2e/run.sh only
+#   make browser     web/tests/run.sh only (headless chromium against a real aio)
 #   make bench       cargo run --release -p xtask -- bench
 #   make clean-data  remove $(DATA_DIR)
 #
@@ -23,7 +26,7 @@ DATA_DIR ?= ./data
 AIO_ARGS ?=
 GUEST_NETNS ?= cloudpods-guests
 
-.PHONY: deps deps-qemu build run run-host test e2e bench clean-data \
+.PHONY: deps deps-qemu build run run-host web test e2e browser bench clean-data \
         mariadb-start mariadb-stop shellcheck help
 
 help:
@@ -39,24 +42,30 @@ deps-qemu:
 build:
 	$(CARGO) build --release -p cloudpods -p climc
 
-run: deps build
+run: deps build web
 	@bin="$$(scripts/target-dir.sh)/release/cloudpods"; \
-	echo "==> $$bin aio --data-dir $(DATA_DIR) $(AIO_ARGS)"; \
-	exec "$$bin" aio --data-dir "$(DATA_DIR)" $(AIO_ARGS)
+	echo "==> CLOUDPODS_WEB_DIR=$(CURDIR)/web/dist $$bin aio --data-dir $(DATA_DIR) $(AIO_ARGS)"; \
+	CLOUDPODS_WEB_DIR="$(CURDIR)/web/dist" exec "$$bin" aio --data-dir "$(DATA_DIR)" $(AIO_ARGS)
+
+web:
+	@scripts/web-build.sh >/dev/null
 
 # aio plus a real host agent whose guests live in network namespace $(GUEST_NETNS).
-run-host: deps-qemu build
+run-host: deps-qemu build web
 	@ip netns list | grep -qw "$(GUEST_NETNS)" || ip netns add "$(GUEST_NETNS)"; \
 	bin="$$(scripts/target-dir.sh)/release/cloudpods"; \
 	args="--set host.enabled=true --set host.netns=$(GUEST_NETNS) $(AIO_ARGS)"; \
 	echo "==> $$bin aio --data-dir $(DATA_DIR) $$args"; \
-	exec "$$bin" aio --data-dir "$(DATA_DIR)" $$args
+	CLOUDPODS_WEB_DIR="$(CURDIR)/web/dist" exec "$$bin" aio --data-dir "$(DATA_DIR)" $$args
 
 test: deps
 	@scripts/test.sh
 
 e2e: deps
 	@tests/e2e/run.sh
+
+browser: deps
+	@web/tests/run.sh
 
 bench:
 	$(CARGO) xtask bench
@@ -73,4 +82,4 @@ mariadb-stop:
 	@scripts/mariadb-test.sh stop
 
 shellcheck:
-	shellcheck -x scripts/*.sh tests/e2e/*.sh .ci/run
+	shellcheck -x scripts/*.sh tests/e2e/*.sh web/tests/*.sh .ci/run

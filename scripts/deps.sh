@@ -36,6 +36,11 @@ base_needs=(
     "pkg-config pkg-config"
     "curl curl"
     "qemu-img qemu-utils"
+    # The dashboard's build (npm ci + vite) and its browser tests (playwright-core drives
+    # Debian's chromium; no browser is ever downloaded).
+    "node nodejs"
+    "npm npm"
+    "chromium chromium"
 )
 
 have_cmd() {

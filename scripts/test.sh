@@ -7,6 +7,7 @@
 #   mariadb  cargo test --workspace against a private MariaDB
 #            (scripts/mariadb-test.sh; stopped afterwards if started here)
 #   e2e      tests/e2e/run.sh
+#   browser  web/tests/run.sh (the dashboard in headless Debian chromium, real aio)
 # Stops at the first failing phase and prints a summary either way.
 # Env:
 #   TEST_PHASES   space-separated subset/order (default: all, in the order above)
@@ -17,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_PHASES=(fmt clippy sqlite mariadb e2e)
+ALL_PHASES=(fmt clippy sqlite mariadb e2e browser)
 read -r -a PHASES <<<"${TEST_PHASES:-${ALL_PHASES[*]}}"
 KEEP_GOING=${KEEP_GOING:-0}
 LOG_DIR=${TEST_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/cloudpods-test.XXXXXX")}
@@ -34,6 +35,7 @@ describe() {
         sqlite) echo "cargo test --workspace (SQLite)" ;;
         mariadb) echo "cargo test --workspace (MariaDB, TEST_DATABASE_URL=$(scripts/mariadb-test.sh url))" ;;
         e2e) echo "tests/e2e/run.sh (cloudpods aio + openstack client + climc)" ;;
+        browser) echo "web/tests/run.sh (dashboard in headless chromium via playwright-core, real aio)" ;;
         *) return 1 ;;
     esac
 }
@@ -62,6 +64,7 @@ phase_mariadb() {
     return "$rc"
 }
 phase_e2e() { tests/e2e/run.sh; }
+phase_browser() { web/tests/run.sh; }
 
 # Sum cargo's "test result: ok. N passed; M failed; K ignored" lines.
 count_cargo() {
@@ -77,6 +80,10 @@ count_cargo() {
 # The e2e script ends with "e2e: N passed, M failed".
 count_e2e() {
     awk '/^e2e: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { printf "%d %d 0\n", p, f }' "$1"
+}
+# web/tests/run.sh ends with "browser: N passed, M failed".
+count_browser() {
+    awk '/^browser: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { printf "%d %d 0\n", p, f }' "$1"
 }
 
 summary() {
@@ -145,6 +152,7 @@ for p in "${PHASES[@]}"; do
     case $p in
         sqlite | mariadb) COUNTS[$p]=$(count_cargo "$LOG_DIR/$p.log") ;;
         e2e) COUNTS[$p]=$(count_e2e "$LOG_DIR/$p.log") ;;
+        browser) COUNTS[$p]=$(count_browser "$LOG_DIR/$p.log") ;;
     esac
     if [[ $rc == 0 ]]; then
         RESULT[$p]=PASS

@@ -44,14 +44,14 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 /// Added to every default port: keystone 30500 -> 45500.
-const PORT_OFFSET: u16 = 15000;
+pub(crate) const PORT_OFFSET: u16 = 15000;
 const KEYSTONE_PORT: u16 = 30500 + PORT_OFFSET;
 const BCRYPT_COST: u32 = 10;
 const BENCH_PASSWORD: &str = "Bench-pa55word";
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: all (default), keystone, glance or compute.
+    /// Which benchmark: all (default), keystone, glance, compute or gateway.
     #[arg(value_enum, default_value = "all")]
     which: Which,
     #[command(flatten)]
@@ -73,6 +73,9 @@ pub struct BenchArgs {
     /// Bench this cloudpods binary instead of the workspace's (implies --no-build).
     #[arg(long, value_name = "PATH")]
     server: Option<PathBuf>,
+    /// Requests per series in `bench gateway` (direct, bearer through the gateway, cookie).
+    #[arg(long, default_value_t = 2000)]
+    gateway_count: usize,
     /// Keep the server's data dir and log (aio.log) instead of removing them at the end.
     #[arg(long)]
     keep: bool,
@@ -84,6 +87,7 @@ enum Which {
     Keystone,
     Glance,
     Compute,
+    Gateway,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -102,9 +106,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Compute => Ok(()),
         Which::Keystone => rt.block_on(keystone(&bin, &args)),
         Which::Glance => rt.block_on(crate::bench_glance::run(&bin, args.glance.size_mib, args.keep)),
+        Which::Gateway => rt.block_on(crate::bench_gateway::run(&bin, args.gateway_count, args.keep)),
         Which::All => {
             rt.block_on(keystone(&bin, &args))?;
             rt.block_on(crate::bench_glance::run(&bin, args.glance.size_mib, args.keep))?;
+            rt.block_on(crate::bench_gateway::run(&bin, args.gateway_count, args.keep))?;
             drop(rt);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(crate::bench_compute::run(&args.compute))
@@ -141,7 +147,7 @@ fn server_binary(build: bool) -> Result<PathBuf> {
 
 /// A `cloudpods aio` child on a private data dir. Dropping it kills the child and removes
 /// the directory.
-struct Server {
+pub(crate) struct Server {
     child: tokio::process::Child,
     pid: u32,
     dir: PathBuf,
@@ -149,7 +155,7 @@ struct Server {
 }
 
 impl Server {
-    fn spawn(bin: &Path, keep: bool) -> Result<Server> {
+    pub(crate) fn spawn(bin: &Path, keep: bool) -> Result<Server> {
         let dir = std::env::temp_dir().join(format!("cloudpods-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -171,14 +177,14 @@ impl Server {
     }
 
     /// The last lines the server printed, for error messages.
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("aio.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// Waits (up to 60 s) for the openrc and `GET /v3`, failing early if the child exits.
-    async fn wait_ready(&mut self, api: &Api) -> Result<()> {
+    pub(crate) async fn wait_ready(&mut self, api: &Api) -> Result<()> {
         let openrc = self.dir.join("data").join("openrc");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -210,7 +216,7 @@ impl Server {
     }
 
     /// `(user, password)` of sysadmin, from the openrc.
-    fn admin_credentials(&self) -> Result<(String, String)> {
+    pub(crate) fn admin_credentials(&self) -> Result<(String, String)> {
         let text = std::fs::read_to_string(self.dir.join("data").join("openrc"))?;
         let var = |name: &str| {
             text.lines()
@@ -222,7 +228,7 @@ impl Server {
         Ok((var("OS_USERNAME")?, var("OS_PASSWORD")?))
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
@@ -239,16 +245,16 @@ impl Drop for Server {
 // ---------------------------------------------------------------------------------------------
 // A bare HTTP/1.1 client.
 
-type Conn = SendRequest<Full<Bytes>>;
+pub(crate) type Conn = SendRequest<Full<Bytes>>;
 
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
@@ -258,7 +264,7 @@ impl Resp {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<Conn> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Conn> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (conn, driver) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
@@ -268,7 +274,7 @@ async fn connect(addr: SocketAddr) -> Result<Conn> {
     Ok(conn)
 }
 
-async fn send(conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<Resp> {
+pub(crate) async fn send(conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<Resp> {
     conn.ready().await?;
     let (parts, body) = conn.send_request(req).await?.into_parts();
     let body = body.collect().await?.to_bytes();
@@ -277,18 +283,24 @@ async fn send(conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<Resp> {
 
 /// keystone's address and the requests the bench makes.
 #[derive(Clone)]
-struct Api {
-    addr: SocketAddr,
+pub(crate) struct Api {
+    pub(crate) addr: SocketAddr,
     host: HeaderValue,
 }
 
 impl Api {
-    fn new(port: u16) -> Api {
+    pub(crate) fn new(port: u16) -> Api {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         Api { addr, host: HeaderValue::from_str(&addr.to_string()).expect("an address is a header value") }
     }
 
-    fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Request<Full<Bytes>> {
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Request<Full<Bytes>> {
         let mut b = Request::builder().method(method).uri(path).header(http::header::HOST, self.host.clone());
         if let Some(t) = token {
             b = b.header("x-auth-token", t);
@@ -304,7 +316,13 @@ impl Api {
     }
 
     /// One request on a fresh connection (set-up only).
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<Resp> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Resp> {
         let mut conn = connect(self.addr).await?;
         send(&mut conn, self.request(method, path, token, body.as_ref())).await
     }
@@ -318,7 +336,7 @@ impl Api {
         }})
     }
 
-    async fn token(&self, user: &str, password: &str, project: &str) -> Result<String> {
+    pub(crate) async fn token(&self, user: &str, password: &str, project: &str) -> Result<String> {
         let r = self
             .call(Method::POST, "/v3/auth/tokens", None, Some(Api::password_auth(user, password, project)))
             .await?
@@ -365,7 +383,7 @@ impl Run {
     }
 }
 
-fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -550,7 +568,7 @@ async fn measure(server: &mut Server, args: &BenchArgs) -> Result<Report> {
     Ok(Report { clients: args.clients, loadavg, validate, issue_seq, issue_par, bcrypt_ms, rss_idle, rss_loaded })
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "OK" } else { "MISSED" }
 }
 

@@ -5,12 +5,14 @@
 //! cargo xtask bench keystone            token validate/issue throughput, latency, aio RSS
 //! cargo xtask bench glance              1 GiB image upload vs dd, server RSS (--size-mib N)
 //! cargo xtask bench compute             scheduler and server-list at 10,000 hosts / 100,000 servers
+//! cargo xtask bench gateway             apigateway's added latency over a direct region call
 //! cargo xtask bench --duration 10       measure validation for 10 s instead of 5
 //! ```
-//! What is measured and how: see [`bench`] and [`bench_glance`].
+//! What is measured and how: see [`bench`], [`bench_glance`], [`bench_compute`] and [`bench_gateway`].
 
 mod bench;
 mod bench_compute;
+mod bench_gateway;
 mod bench_glance;
 
 use clap::{Parser, Subcommand};

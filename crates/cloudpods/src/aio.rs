@@ -8,6 +8,7 @@
 //! bind all listeners -> keystone (migrate, bootstrap: admin, catalog, service accounts)
 //!   -> logger (validates tokens through keystone over HTTP) -> glance (images under
 //!   data dir/images) -> region (compute; default region/zone/vpc/wire/network)
+//!   -> apigateway (the dashboard and /api, calling the others with each caller's token)
 //!   -> scheduler (host capacity, read from the region over HTTP)
 //!   -> host agent, with `--set host.enabled=true` (registers with the region)
 //!   -> openrc -> serve until signal
@@ -280,6 +281,23 @@ pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
         urls.insert(c.name, format!("http://{}:{port}", args.public_host));
         listeners.push(l);
     }
+    // apigateway: not in the catalog and without a service account (it calls every service
+    // with the caller's own token), so it is bound here rather than listed in COMPONENTS.
+    let gw_listener = {
+        let port = match &ports {
+            Ports::Ephemeral => 0,
+            Ports::Fixed(m) => m.get("apigateway").copied().unwrap_or(0),
+            Ports::Default => {
+                apigateway::DEFAULT_PORT.checked_add(args.port_offset).context("port offset too large")?
+            }
+        };
+        let addr = SocketAddr::new(args.listen_address, port);
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("apigateway: cannot listen on {addr} (is another cloudpods running?)"))?;
+        urls.insert("apigateway", format!("http://{}:{}", args.public_host, l.local_addr()?.port()));
+        l
+    };
     let auth_url = format!("{}/v3", urls["keystone"]);
     let common = |c: &Component| CommonOptions {
         listen_address: args.listen_address.to_string(),
@@ -394,6 +412,26 @@ pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
         let r = cloudcommon::service::serve_listener("region", l, rg.app, shutdown_future(&rg_rx)).await;
         rg_poller.abort();
         r
+    });
+
+    // apigateway: the dashboard and its API; `--set apigateway.web_dir=web/dist` (or
+    // CLOUDPODS_WEB_DIR) names the built dashboard.
+    let gw_cfg = apigateway::ApigatewayConfig {
+        common: CommonOptions {
+            listen_address: args.listen_address.to_string(),
+            data_dir: data_dir.clone(),
+            auth_url: auth_url.clone(),
+            region: args.region.clone(),
+            ..CommonOptions::default()
+        },
+        web_dir: std::env::var("CLOUDPODS_WEB_DIR").unwrap_or_default(),
+        ..Default::default()
+    };
+    let gw_cfg = with_sets(gw_cfg, "apigateway", &args.sets)?;
+    let gw = apigateway::build(gw_cfg).context("apigateway")?;
+    let gw_rx = rx.clone();
+    tasks.spawn(async move {
+        cloudcommon::service::serve_listener("apigateway", gw_listener, gw.app, shutdown_future(&gw_rx)).await
     });
 
     // scheduler: host capacity in memory, read from the region through the catalog.
@@ -512,6 +550,9 @@ pub async fn run(args: AioArgs) -> Result<()> {
     println!("  source {}", openrc.display());
     println!("  climc user-list");
     println!("  openstack token issue");
+    if let Some(gw) = running.urls.get("apigateway") {
+        println!("\nThe dashboard: {gw}/ (sign in as sysadmin; it needs `make web`, see the README)");
+    }
     println!("\nStop with Ctrl-C.");
     running.wait(cloudcommon::service::shutdown_signal()).await
 }

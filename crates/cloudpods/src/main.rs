@@ -37,6 +37,8 @@ enum Cmd {
     Region(ServiceArgs),
     /// The scheduler: picks hosts and storages for new servers.
     Scheduler(ServiceArgs),
+    /// The browser-facing gateway: login sessions, /api forwarding, the dashboard.
+    Apigateway(ServiceArgs),
     /// The host agent (root): runs this host's guests with QEMU.
     Host(HostArgs),
 }
@@ -87,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Glance(a) => run_glance(a).await,
             Cmd::Region(a) => run_region(a).await,
             Cmd::Scheduler(a) => run_scheduler(a).await,
+            Cmd::Apigateway(a) => run_apigateway(a).await,
             Cmd::Host(a) => run_host(a).await,
         }
     })
@@ -205,6 +208,17 @@ async fn run_scheduler(a: ServiceArgs) -> anyhow::Result<()> {
     let addr = c.listen_addr()?;
     let built = scheduler::build(cfg, verifier as Arc<_>, actionlog, Some(session)).await?;
     cloudcommon::service::serve("scheduler", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_apigateway(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: apigateway::ApigatewayConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = apigateway::DEFAULT_PORT;
+    }
+    let addr = cfg.common.listen_addr()?;
+    let built = apigateway::build(cfg)?;
+    cloudcommon::service::serve("apigateway", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }
 
