@@ -35,7 +35,7 @@ describe() {
         sqlite) echo "cargo test --workspace (SQLite)" ;;
         mariadb) echo "cargo test --workspace (MariaDB, TEST_DATABASE_URL=$(scripts/mariadb-test.sh url))" ;;
         e2e) echo "tests/e2e/run.sh (cloudpods aio + openstack client + climc)" ;;
-        browser) echo "web/tests/run.sh (dashboard in headless chromium via playwright-core, real aio)" ;;
+        browser) echo "web/tests/run.sh (dashboard in headless chromium via playwright-core, real aio) (browser.mjs, servers.mjs on a simulated host)" ;;
         *) return 1 ;;
     esac
 }
@@ -64,7 +64,7 @@ phase_mariadb() {
     return "$rc"
 }
 phase_e2e() { tests/e2e/run.sh; }
-phase_browser() { web/tests/run.sh; }
+phase_browser() { BROWSER_AIO_ARGS="--simulated-hosts 1" web/tests/run.sh browser.mjs servers.mjs; }
 
 # Sum cargo's "test result: ok. N passed; M failed; K ignored" lines.
 count_cargo() {
