@@ -74,3 +74,38 @@ impl ActionSink for HttpActionSink {
         Ok(())
     }
 }
+
+/// An agent's answer to a task (`POST <notify url>`): `result`'s body, or the error body
+/// for `Err(reason)`, with the agent's token and `X-Task-Id`. Retried with backoff (0.2 s,
+/// doubling: about 6 s in all) so that a service restarting meanwhile still gets it.
+pub async fn post_task_callback(
+    http: &reqwest::Client,
+    token: &dyn ServiceToken,
+    task_id: &str,
+    url: &str,
+    result: Result<serde_json::Value, String>,
+) {
+    let body = match result {
+        Ok(v) => v,
+        Err(reason) => {
+            tracing::warn!(task_id, "call failed: {reason}");
+            serde_json::to_value(apis::task::TaskCallback::error(reason)).unwrap_or_default()
+        }
+    };
+    for attempt in 0..5 {
+        let token = token.token().await.unwrap_or_default();
+        let r = http
+            .post(url)
+            .header("X-Auth-Token", token)
+            .header(apis::task::TASK_ID_HEADER, task_id)
+            .json(&body)
+            .send()
+            .await;
+        match r {
+            Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) => tracing::warn!(task_id, attempt, "callback answered {}", resp.status()),
+            Err(e) => tracing::warn!(task_id, attempt, "callback failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+}

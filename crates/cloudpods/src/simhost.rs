@@ -21,14 +21,14 @@ use apis::compute::{
     ImageCacheCallback, ImageCacheRequest, ServerDeleteCallback, ServerDeployCallback, ServerDeployRequest,
     ServerStatusReport,
 };
-use apis::task::{TASK_ID_HEADER, TASK_NOTIFY_URL_HEADER, TaskCallback};
+use apis::task::{TASK_ID_HEADER, TASK_NOTIFY_URL_HEADER};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use cloudcommon::auth::ServiceToken;
-use cloudcommon::client::ServiceSession;
+use cloudcommon::client::{ServiceSession, post_task_callback};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -353,35 +353,9 @@ where
                 None => work(&mut g),
             }
         };
-        let body = match result {
-            Ok(v) => v,
-            Err(reason) => serde_json::to_value(TaskCallback::error(reason)).unwrap_or(Value::Null),
-        };
-        notify_task(&shared, &task_id, &notify, body).await;
+        post_task_callback(&shared.http, shared.session.as_ref(), &task_id, &notify, result).await;
     });
     Ok(Json(AgentAck::ok()).into_response())
-}
-
-/// Posts a callback, retrying with backoff (0.2 s doubling, 6 s in all) so that a region
-/// restarting meanwhile still gets it.
-async fn notify_task(shared: &Shared, task_id: &str, url: &str, body: Value) {
-    for attempt in 0..5 {
-        let token = shared.session.token().await.unwrap_or_default();
-        let r = shared
-            .http
-            .post(url)
-            .header("X-Auth-Token", token)
-            .header(TASK_ID_HEADER, task_id)
-            .json(&body)
-            .send()
-            .await;
-        match r {
-            Ok(resp) if resp.status().is_success() => return,
-            Ok(resp) => tracing::warn!(task_id, attempt, "callback answered {}", resp.status()),
-            Err(e) => tracing::warn!(task_id, attempt, "callback failed: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, String> {

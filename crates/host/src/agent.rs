@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use apis::compute::{GuestJsonDesc, GuestStatus};
-use apis::task::{TASK_ID_HEADER, TaskCallback};
 use cloudcommon::auth::ServiceToken;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -334,32 +333,9 @@ impl Agent {
         }
     }
 
-    /// Posts a callback (`body`, or an error) to the task's notify URL, retrying 3 times.
+    /// Posts a callback (`body`, or an error) to the task's notify URL (retried).
     pub async fn notify(&self, task_id: &str, url: &str, result: Result<Value, String>) {
-        let body = match result {
-            Ok(v) => v,
-            Err(reason) => {
-                tracing::warn!(task_id, "call failed: {reason}");
-                serde_json::to_value(TaskCallback::error(reason)).unwrap_or(Value::Null)
-            }
-        };
-        for attempt in 0..3 {
-            let token = self.token.token().await.unwrap_or_default();
-            let r = self
-                .http
-                .post(url)
-                .header("X-Auth-Token", token)
-                .header(TASK_ID_HEADER, task_id)
-                .json(&body)
-                .send()
-                .await;
-            match r {
-                Ok(resp) if resp.status().is_success() => return,
-                Ok(resp) => tracing::warn!(task_id, attempt, "callback answered {}", resp.status()),
-                Err(e) => tracing::warn!(task_id, attempt, "callback failed: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        cloudcommon::client::post_task_callback(&self.http, self.token.as_ref(), task_id, url, result).await;
     }
 }
 
