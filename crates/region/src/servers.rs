@@ -535,7 +535,10 @@ async fn vnc(ctx: &Ctx, row: &Row) -> Result<Value, Error> {
     let port = v.get("port").and_then(Value::as_u64).filter(|p| (1..=65535).contains(p));
     let addr = v.get("host").and_then(Value::as_str).filter(|h| !h.is_empty());
     let (Some(port), Some(addr)) = (port, addr) else {
-        return Err(Error::Unavailable(format!("host {} gave no VNC address for server {name}", row_str(&host, "name"))));
+        return Err(Error::Unavailable(format!(
+            "host {} gave no VNC address for server {name}",
+            row_str(&host, "name")
+        )));
     };
     Ok(json!({"id": id, "host": addr, "port": port, "protocol": "vnc"}))
 }

@@ -68,7 +68,8 @@ pub struct Webconsole {
 impl Webconsole {
     /// The region's base URL, from the catalog.
     pub async fn region_url(&self) -> Result<String, Error> {
-        let s = self.session.as_ref().ok_or_else(|| Error::Unavailable("the webconsole has no service session".into()))?;
+        let s =
+            self.session.as_ref().ok_or_else(|| Error::Unavailable("the webconsole has no service session".into()))?;
         let s = s.session().await?;
         let url = s.service_url("compute_v2").map_err(cloudcommon::client::to_api_error)?;
         Ok(url.trim_end_matches('/').to_string())

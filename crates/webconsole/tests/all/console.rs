@@ -90,10 +90,7 @@ fn pending_tokens(tc: &TestCloud) -> usize {
 async fn open(
     url: &str,
 ) -> Result<
-    (
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-        Option<String>,
-    ),
+    (tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, Option<String>),
     tokio_tungstenite::tungstenite::Error,
 > {
     let ws_url = url.replacen("http://", "ws://", 1);
@@ -119,7 +116,8 @@ where
 {
     let mut got = vec![];
     while got.len() < n {
-        let m = tokio::time::timeout(CEILING, ws.next()).await.context("no frame in time")?.context("stream ended")??;
+        let m =
+            tokio::time::timeout(CEILING, ws.next()).await.context("no frame in time")?.context("stream ended")??;
         match m {
             Message::Binary(b) => got.extend_from_slice(&b),
             Message::Ping(_) | Message::Pong(_) => {}
