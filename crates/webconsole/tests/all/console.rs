@@ -234,3 +234,35 @@ async fn console_is_decided_by_the_region_with_the_callers_token() -> Result<()>
     host.stop().await;
     tc.stop().await
 }
+
+/// `climc server-vnc <server>`: planned as `POST webconsole/server/<server>` on the catalog's
+/// `webconsole`, sent with the caller's session, printed with the URL.
+#[tokio::test]
+async fn climc_server_vnc_prints_the_url() -> Result<()> {
+    use climc::{cli, output, plan};
+
+    let (tc, _admin, host, _id) = running_server().await?;
+    let cmds = cli::commands(&climc::resources::all());
+    let m = cli::build(&cmds).try_get_matches_from(["climc", "server-vnc", "vm1"])?;
+    let (name, sub) = m.subcommand().context("no subcommand")?;
+    let cmd = cmds.iter().find(|c| c.name == name).context("no server-vnc")?;
+    let no_files = |_: &str| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    let p = plan::plan(cmd, &cli::values(cmd, sub), &no_files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let call = &p.calls[0];
+    assert_eq!((call.to_string().as_str(), call.service), ("POST webconsole/server/vm1", "webconsole"));
+
+    let session =
+        cloudcommon::client::ServiceSession::new(&tc.auth_url, "sysadmin", &tc.admin_password, "system", "Default")
+            .session()
+            .await?;
+    assert_eq!(session.service_url("webconsole")?.trim_end_matches('/'), tc.url("webconsole"));
+    let req = mcclient::ApiRequest::new(mcclient::Method::Post, &["webconsole", "server", "vm1"])
+        .with_body(call.body.clone().unwrap_or(json!({})));
+    let answer = session.request(call.service, call.version, &req).await?;
+    let text = climc::exec::render(&p.show, &answer, output::Format::Table)?;
+    let token = answer["access_token"].as_str().context("access_token")?;
+    assert!(text.contains(&format!("{}/websockify/?access_token={token}", tc.url("webconsole"))), "{text}");
+
+    host.stop().await;
+    tc.stop().await
+}
