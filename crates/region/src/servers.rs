@@ -519,15 +519,16 @@ impl Resource for Servers {
 /// The VNC endpoint of a running server on an online host: `{"id", "host", "port", "protocol"}`.
 async fn vnc(ctx: &Ctx, row: &Row) -> Result<Value, Error> {
     let name = row_str(row, "name");
-    if row_str(row, "status") != RUNNING {
-        return Err(Error::InvalidStatus(format!(
-            "server {name} is {}: its console needs it running",
-            row_str(row, "status")
-        )));
+    let status = row_str(row, "status");
+    if status != RUNNING && status != UNKNOWN {
+        return Err(Error::InvalidStatus(format!("server {name} is {status}: its console needs it running")));
     }
     let host = host_of(ctx, row).await?;
     if row_str(&host, "host_status") != crate::hosts::HOST_ONLINE {
         return Err(Error::Unavailable(format!("host {} of server {name} is offline", row_str(&host, "name"))));
+    }
+    if status != RUNNING {
+        return Err(Error::InvalidStatus(format!("server {name} is {status}: its console needs it running")));
     }
     let id = row_str(row, "id");
     let region = crate::region(&ctx.svc)?;

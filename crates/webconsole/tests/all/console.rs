@@ -266,3 +266,39 @@ async fn climc_server_vnc_prints_the_url() -> Result<()> {
     host.stop().await;
     tc.stop().await
 }
+
+/// The dashboard's path: the session through the gateway's raw proxy, the stream through its
+/// WebSocket pass-through, both with the caller's token.
+#[tokio::test]
+async fn console_through_the_apigateway() -> Result<()> {
+    let (tc, admin, host, id) = running_server().await?;
+    let gw = tc.url("apigateway");
+    let s = ok(&tc, Method::POST, &format!("{gw}/api/s/webconsole/webconsole/server/{id}"), &admin, Some(json!({})))
+        .await?;
+    let token = s["access_token"].as_str().context("access_token")?;
+    let ws_url = format!("{gw}/api/ws/webconsole/websockify/?access_token={token}").replacen("http://", "ws://", 1);
+    let mut req = ws_url.into_client_request()?;
+    req.headers_mut().insert("X-Auth-Token", admin.parse()?);
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "binary".parse()?);
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await?;
+    assert_eq!(resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("binary"));
+    assert_eq!(read_bytes(&mut ws, RFB_BANNER.len()).await?, RFB_BANNER);
+    ws.send(Message::Binary(b"hello".to_vec().into())).await?;
+    assert_eq!(read_bytes(&mut ws, 5).await?, b"hello");
+    ws.close(None).await?;
+
+    host.stop().await;
+    tc.stop().await
+}
+
+/// A running server whose host agent does not answer: 503 from the region, passed through.
+#[tokio::test]
+async fn console_of_an_unreachable_host_is_unavailable() -> Result<()> {
+    let (tc, admin, host, id) = running_server().await?;
+    host.stop().await;
+    let r = tc.call(Method::POST, &console_url(&tc, &id), Some(&admin), Some(json!({}))).await?;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.body);
+    assert!(r.body["details"].as_str().unwrap_or_default().contains("unreachable"), "{}", r.body);
+    assert_eq!(pending_tokens(&tc), 0);
+    tc.stop().await
+}
