@@ -111,3 +111,70 @@ async fn pump(mut socket: WebSocket, tcp: TcpStream) {
     }
     let _ = wr.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::Message as Msg;
+
+    /// A WebSocket server whose every connection is pumped to `backend`; its ws:// URL.
+    async fn proxy_to(backend: std::net::SocketAddr) -> String {
+        let app = axum::Router::new().route(
+            "/",
+            get(move |ws: WebSocketUpgrade| async move {
+                let tcp = TcpStream::connect(backend).await.expect("backend");
+                ws.on_upgrade(move |s| pump(s, tcp))
+            }),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/", l.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(l, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn the_consoles_eof_closes_the_socket() {
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = backend.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = backend.accept().await.unwrap();
+            s.write_all(b"RFB 003.008\n").await.unwrap();
+            // dropped: EOF
+        });
+        let (mut ws, _) = tokio_tungstenite::connect_async(proxy_to(addr).await).await.unwrap();
+        let mut got = vec![];
+        let close = loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+                Some(Ok(Msg::Binary(b))) => got.extend_from_slice(&b),
+                Some(Ok(Msg::Close(f))) => break f,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(got, b"RFB 003.008\n");
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(close_code::NORMAL));
+    }
+
+    #[tokio::test]
+    async fn the_clients_close_ends_the_console_connection() {
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = backend.local_addr().unwrap();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = backend.accept().await.unwrap();
+            let mut all = vec![];
+            s.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        let (mut ws, _) = tokio_tungstenite::connect_async(proxy_to(addr).await).await.unwrap();
+        ws.send(Msg::Binary(b"abc".to_vec().into())).await.unwrap();
+        ws.send(Msg::Text("def".into())).await.unwrap();
+        ws.close(None).await.unwrap();
+        // The server answers the Close, then the stream ends.
+        while let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+            assert!(matches!(m, Msg::Close(_)), "{m:?}");
+        }
+        let all = tokio::time::timeout(Duration::from_secs(10), seen).await.unwrap().unwrap();
+        assert_eq!(all, b"abcdef");
+    }
+}

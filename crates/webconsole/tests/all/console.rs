@@ -63,7 +63,12 @@ async fn server_action(tc: &TestCloud, token: &str, id: &str, action: &str) -> R
 /// A cloud with one simulated host and one server of the admin's, `running`; (cloud, admin
 /// token, host, server id).
 async fn running_server() -> Result<(TestCloud, String, SimHost, String)> {
-    let tc = TestCloud::start().await?;
+    running_server_with(&[]).await
+}
+
+/// [`running_server`] with these service settings (`region.host_offline_seconds=1`).
+async fn running_server_with(sets: &[&str]) -> Result<(TestCloud, String, SimHost, String)> {
+    let tc = TestCloud::start_with(sets).await?;
     let admin = tc.admin_token().await?;
     let host = SimHost::start(&tc.sim_target(), SimHostSpec::new("sim1", 8, 16384, 200).on_wires(&["bcast0"])).await?;
     let img = image(&tc, &admin).await?;
@@ -218,6 +223,17 @@ async fn console_is_decided_by_the_region_with_the_callers_token() -> Result<()>
     let r = tc.call(Method::GET, &format!("{}/servers/{id}/vnc", tc.region_url()), Some(&other), None).await?;
     assert_eq!(r.status.as_u16(), 404, "{}", r.body);
 
+    // A member of the server's own project: the region lets them, so a session is issued.
+    let member = tc.member(&admin, "bob", "system").await?;
+    let r = tc.call(Method::POST, &url, Some(&member), Some(json!({}))).await?;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(pending_tokens(&tc), 1);
+    let t = r.body["access_token"].as_str().context("access_token")?;
+    let (mut ws, _) = open(&format!("{}/websockify/?access_token={t}", tc.url("webconsole"))).await?;
+    assert_eq!(read_bytes(&mut ws, RFB_BANNER.len()).await?, RFB_BANNER);
+    ws.close(None).await?;
+    assert_eq!(pending_tokens(&tc), 0);
+
     // An unknown server.
     let r = tc.call(Method::POST, &console_url(&tc, "no-such-server"), Some(&admin), Some(json!({}))).await?;
     assert_eq!(r.status.as_u16(), 404, "{}", r.body);
@@ -300,5 +316,17 @@ async fn console_of_an_unreachable_host_is_unavailable() -> Result<()> {
     assert_eq!(r.status.as_u16(), 503, "{}", r.body);
     assert!(r.body["details"].as_str().unwrap_or_default().contains("unreachable"), "{}", r.body);
     assert_eq!(pending_tokens(&tc), 0);
+    tc.stop().await
+}
+
+/// The host stopped pinging: offline, its server `unknown`; the console is 503, not 409.
+#[tokio::test]
+async fn console_of_a_server_on_an_offline_host_is_unavailable() -> Result<()> {
+    let (tc, admin, host, id) = running_server_with(&["region.host_offline_seconds=1"]).await?;
+    host.stop().await;
+    wait_server(&tc, &admin, &id, "unknown").await?;
+    let r = tc.call(Method::POST, &console_url(&tc, &id), Some(&admin), Some(json!({}))).await?;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.body);
+    assert!(r.body["details"].as_str().unwrap_or_default().contains("offline"), "{}", r.body);
     tc.stop().await
 }
