@@ -12,6 +12,7 @@
 //!  DELETE:  start_delete -> (stop) -> recycle bin (pending_deleted, cancel-delete)
 //!           or deleting -> disks, undeploy, IPs freed -> gone         (delete_fail)
 //!  host offline -> unknown; host back -> syncstatus
+//!  GET /servers/<id>/vnc (running, host online) -> agent GET /servers/<id>/vnc -> {host, port}
 //! ```
 //! Invariants: an action is accepted only in a stable status (never while a task owns the
 //! server); every task ends in a stable status; a host's report (`POST /servers/<id>/status`)
