@@ -10,6 +10,7 @@
 //!   data dir/images) -> region (compute; default region/zone/vpc/wire/network)
 //!   -> apigateway (the dashboard and /api, calling the others with each caller's token)
 //!   -> scheduler (host capacity, read from the region over HTTP)
+//!   -> webconsole (console sessions checked with the region, websockify to the hosts' VNC)
 //!   -> host agent, with `--set host.enabled=true` (registers with the region)
 //!   -> openrc -> serve until signal
 //! ```
@@ -74,7 +75,7 @@ struct Component {
     account: &'static str,
 }
 
-const COMPONENTS: [Component; 5] = [
+const COMPONENTS: [Component; 6] = [
     Component {
         name: "keystone",
         service_type: "identity",
@@ -103,6 +104,13 @@ const COMPONENTS: [Component; 5] = [
         port: scheduler::DEFAULT_PORT,
         prefix: "",
         account: "scheduleradmin",
+    },
+    Component {
+        name: "webconsole",
+        service_type: webconsole::SERVICE_TYPE,
+        port: webconsole::DEFAULT_PORT,
+        prefix: "",
+        account: "webconsoleadmin",
     },
 ];
 
@@ -449,9 +457,36 @@ pub async fn start_on(args: &AioArgs, ports: Ports) -> Result<Running> {
     let sc = scheduler::build(sc_cfg, verifier, sc_actionlog, Some(session)).await.context("scheduler")?;
     states.insert("scheduler", sc.state.clone());
     let l = listeners.next().context("listener")?;
+    let sc_rx = rx.clone();
     tasks.spawn(async move {
-        let r = cloudcommon::service::serve_listener("scheduler", l, sc.app, shutdown_future(&rx)).await;
+        let r = cloudcommon::service::serve_listener("scheduler", l, sc.app, shutdown_future(&sc_rx)).await;
         sc_poller.abort();
+        r
+    });
+
+    // webconsole: console sessions (checked with the region with each caller's token) and
+    // the websockify streams to the hosts' VNC.
+    let wc_comp = &COMPONENTS[5];
+    let wc_cfg = with_sets(
+        webconsole::WebconsoleConfig {
+            common: common(wc_comp),
+            public_url: urls["webconsole"].clone(),
+            ..Default::default()
+        },
+        "webconsole",
+        &args.sets,
+    )?;
+    let c = &wc_cfg.common;
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let wc_poller = verifier.spawn_revocation_poller(Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let wc_actionlog = ActionLog::with_sink("webconsole", Arc::new(HttpActionSink(session.clone())));
+    let wc = webconsole::build(wc_cfg, verifier, wc_actionlog, Some(session)).await.context("webconsole")?;
+    states.insert("webconsole", wc.state.clone());
+    let l = listeners.next().context("listener")?;
+    tasks.spawn(async move {
+        let r = cloudcommon::service::serve_listener("webconsole", l, wc.app, shutdown_future(&rx)).await;
+        wc_poller.abort();
         r
     });
 

@@ -39,6 +39,8 @@ enum Cmd {
     Scheduler(ServiceArgs),
     /// The browser-facing gateway: login sessions, /api forwarding, the dashboard.
     Apigateway(ServiceArgs),
+    /// Browser consoles: console sessions and the websockify proxy to servers' VNC.
+    Webconsole(ServiceArgs),
     /// The host agent (root): runs this host's guests with QEMU.
     Host(HostArgs),
 }
@@ -90,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Region(a) => run_region(a).await,
             Cmd::Scheduler(a) => run_scheduler(a).await,
             Cmd::Apigateway(a) => run_apigateway(a).await,
+            Cmd::Webconsole(a) => run_webconsole(a).await,
             Cmd::Host(a) => run_host(a).await,
         }
     })
@@ -208,6 +211,26 @@ async fn run_scheduler(a: ServiceArgs) -> anyhow::Result<()> {
     let addr = c.listen_addr()?;
     let built = scheduler::build(cfg, verifier as Arc<_>, actionlog, Some(session)).await?;
     cloudcommon::service::serve("scheduler", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_webconsole(a: ServiceArgs) -> anyhow::Result<()> {
+    let mut cfg: webconsole::WebconsoleConfig = cloudcommon::config::load(a.config.as_deref(), &a.sets)?;
+    if cfg.common.port == 0 {
+        cfg.common.port = webconsole::DEFAULT_PORT;
+    }
+    let c = &cfg.common;
+    anyhow::ensure!(
+        !c.admin_user.is_empty(),
+        "admin_user and admin_password must be configured (the webconsole's service account)"
+    );
+    let session = ServiceSession::new(&c.auth_url, &c.admin_user, &c.admin_password, &c.admin_project, &c.admin_domain);
+    let verifier = RemoteVerifier::new(&c.auth_url, session.clone());
+    let _poller = verifier.spawn_revocation_poller(std::time::Duration::from_secs(c.revocation_poll_seconds.max(1)));
+    let actionlog = ActionLog::with_sink("webconsole", Arc::new(HttpActionSink(session.clone())));
+    let addr = c.listen_addr()?;
+    let built = webconsole::build(cfg, verifier as Arc<_>, actionlog, Some(session)).await?;
+    cloudcommon::service::serve("webconsole", addr, built.app, cloudcommon::service::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -10,6 +10,8 @@
 //! Guests and disks live in memory. Each guest has a `generation` raised on every state
 //! change and carried in its status reports. [`SimHost::set_fault`] makes every later call
 //! of one kind fail in its callback; [`SimHost::set_delay`] delays every callback.
+//! `GET /servers/<id>/vnc` (answered at once, as the real agent does) points at a fake VNC
+//! server on 127.0.0.1 that sends the RFB banner `RFB 003.008\n` and then echoes what it reads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -106,6 +108,8 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
+    /// The port of the fake VNC server every running guest's console points at.
+    vnc_port: u16,
     session: Arc<ServiceSession>,
     http: reqwest::Client,
 }
@@ -128,14 +132,47 @@ pub struct SimHost {
     shared: Arc<Shared>,
     server: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     pinger: Option<JoinHandle<()>>,
+    vnc: Option<JoinHandle<()>>,
+}
+
+/// The RFB version banner a VNC server sends first.
+pub const RFB_BANNER: &[u8] = b"RFB 003.008\n";
+
+/// A fake VNC server: each connection gets the RFB banner, then what it sends echoed back.
+async fn fake_vnc(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((mut sock, _)) = listener.accept().await {
+        conns.spawn(async move {
+            if sock.write_all(RFB_BANNER).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if sock.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
 }
 
 impl SimHost {
     /// Starts the agent on 127.0.0.1 (port 0), registers it with the region and starts pinging.
     pub async fn start(target: &SimTarget, spec: SimHostSpec) -> Result<SimHost> {
         let session = ServiceSession::new(&target.auth_url, "sysadmin", &target.admin_password, "system", "Default");
+        let vnc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let vnc_port = vnc_listener.local_addr()?.port();
+        let vnc = tokio::spawn(fake_vnc(vnc_listener));
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
+            vnc_port,
             session,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
         });
@@ -230,7 +267,16 @@ impl SimHost {
                 }
             })
         };
-        Ok(SimHost { spec, url, host_id, storage_id, shared, server: Some((tx, server)), pinger: Some(pinger) })
+        Ok(SimHost {
+            spec,
+            url,
+            host_id,
+            storage_id,
+            shared,
+            server: Some((tx, server)),
+            pinger: Some(pinger),
+            vnc: Some(vnc),
+        })
     }
 
     /// Makes every later call of `call` fail in its callback with `reason` (None: succeed again).
@@ -272,6 +318,10 @@ impl SimHost {
             p.abort();
             let _ = p.await;
         }
+        if let Some(v) = self.vnc.take() {
+            v.abort();
+            let _ = v.await;
+        }
         if let Some((tx, h)) = self.server.take() {
             let _ = tx.send(());
             let _ = h.await;
@@ -283,6 +333,9 @@ impl Drop for SimHost {
     fn drop(&mut self) {
         if let Some(p) = self.pinger.take() {
             p.abort();
+        }
+        if let Some(v) = self.vnc.take() {
+            v.abort();
         }
         if let Some((tx, _)) = self.server.take() {
             let _ = tx.send(());
@@ -299,6 +352,7 @@ impl IntoResponse for Reject {
         let class = match status {
             StatusCode::UNAUTHORIZED => "UnauthorizedError",
             StatusCode::NOT_FOUND => "NotFoundError",
+            StatusCode::CONFLICT => "InvalidStatusError",
             _ => "InputError",
         };
         (status, Json(json!({"code": status.as_u16(), "class": class, "details": details}))).into_response()
@@ -374,6 +428,20 @@ async fn server_get(
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Reject> {
+    if action == "vnc" {
+        // Not a task: answered at once (for the webconsole).
+        if headers.get("X-Auth-Token").is_none() {
+            return Err(reject(StatusCode::UNAUTHORIZED, "missing X-Auth-Token"));
+        }
+        let status = shared.lock().guests.get(&id).map(|g| g.status);
+        return match status {
+            None => Err(reject(StatusCode::NOT_FOUND, format!("server {id} not found on host"))),
+            Some(GuestStatus::Running) => {
+                Ok(Json(json!({"host": "127.0.0.1", "port": shared.vnc_port, "protocol": "vnc"})).into_response())
+            }
+            Some(_) => Err(reject(StatusCode::CONFLICT, format!("server {id} is not running"))),
+        };
+    }
     if action != "status" {
         return Err(reject(StatusCode::NOT_FOUND, format!("no GET /servers/<id>/{action}")));
     }

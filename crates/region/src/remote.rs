@@ -64,6 +64,35 @@ impl Remote {
         Err(Error::Unavailable(format!("host {name} refused {path}: {} {details}", status.as_u16())))
     }
 
+    /// `GET <manager_uri><path>` on a host agent, answered at once (no task): the agent's JSON.
+    /// Unreachable, or any refusal: `Unavailable`; the agent's 404 stays a 404.
+    pub async fn agent_get(&self, host: &Row, path: &str) -> Result<Value, Error> {
+        let base = row_str(host, "manager_uri").trim_end_matches('/');
+        let name = row_str(host, "name");
+        if base.is_empty() {
+            return Err(Error::InvalidStatus(format!("host {name} has no manager_uri")));
+        }
+        let token = self.session()?.token().await?;
+        let resp = self
+            .http
+            .get(format!("{base}{path}"))
+            .header("X-Auth-Token", token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("host {name} unreachable: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let details = body.get("details").and_then(Value::as_str).map(str::to_string).unwrap_or(body.to_string());
+        if status.as_u16() == 404 {
+            return Err(Error::NotFound(format!("host {name}: {details}")));
+        }
+        Err(Error::Unavailable(format!("host {name} refused {path}: {} {details}", status.as_u16())))
+    }
+
     /// `POST /scheduler`: candidates for `count` servers, reserved under `session_id`.
     pub async fn schedule(&self, input: Value) -> Result<Value, Error> {
         let s = self.session()?.session().await?;

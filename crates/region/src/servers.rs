@@ -12,6 +12,7 @@
 //!  DELETE:  start_delete -> (stop) -> recycle bin (pending_deleted, cancel-delete)
 //!           or deleting -> disks, undeploy, IPs freed -> gone         (delete_fail)
 //!  host offline -> unknown; host back -> syncstatus
+//!  GET /servers/<id>/vnc (running, host online) -> agent GET /servers/<id>/vnc -> {host, port}
 //! ```
 //! Invariants: an action is accepted only in a stable status (never while a task owns the
 //! server); every task ends in a stable status; a host's report (`POST /servers/<id>/status`)
@@ -428,6 +429,14 @@ impl Resource for Servers {
         })
     }
 
+    /// `GET /servers/<id>/vnc`: where the running server's screen is, asked of its host agent.
+    async fn get_spec(&self, ctx: &Ctx, row: &Row, spec: &str) -> Result<Value, Error> {
+        match spec {
+            "vnc" => vnc(ctx, row).await,
+            _ => Err(Error::NotFound(format!("server has no spec {spec}"))),
+        }
+    }
+
     async fn perform(&self, ctx: &Ctx, row: &Row, action: &str, body: &Row) -> Result<Value, Error> {
         let id = row_str(row, "id").to_string();
         match action {
@@ -506,6 +515,34 @@ impl Resource for Servers {
         let row = server(ctx, &id).await?;
         Ok(json!({"server": view(ctx, self, row).await?}))
     }
+}
+
+/// The VNC endpoint of a running server on an online host: `{"id", "host", "port", "protocol"}`.
+async fn vnc(ctx: &Ctx, row: &Row) -> Result<Value, Error> {
+    let name = row_str(row, "name");
+    let status = row_str(row, "status");
+    if status != RUNNING && status != UNKNOWN {
+        return Err(Error::InvalidStatus(format!("server {name} is {status}: its console needs it running")));
+    }
+    let host = host_of(ctx, row).await?;
+    if row_str(&host, "host_status") != crate::hosts::HOST_ONLINE {
+        return Err(Error::Unavailable(format!("host {} of server {name} is offline", row_str(&host, "name"))));
+    }
+    if status != RUNNING {
+        return Err(Error::InvalidStatus(format!("server {name} is {status}: its console needs it running")));
+    }
+    let id = row_str(row, "id");
+    let region = crate::region(&ctx.svc)?;
+    let v = region.remote.agent_get(&host, &format!("/servers/{id}/vnc")).await?;
+    let port = v.get("port").and_then(Value::as_u64).filter(|p| (1..=65535).contains(p));
+    let addr = v.get("host").and_then(Value::as_str).filter(|h| !h.is_empty());
+    let (Some(port), Some(addr)) = (port, addr) else {
+        return Err(Error::Unavailable(format!(
+            "host {} gave no VNC address for server {name}",
+            row_str(&host, "name")
+        )));
+    };
+    Ok(json!({"id": id, "host": addr, "port": port, "protocol": "vnc"}))
 }
 
 fn eq_bool(col: &str, v: bool) -> Condition {

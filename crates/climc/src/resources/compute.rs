@@ -269,6 +269,18 @@ pub const CACHEDIMAGE: ResourceSpec = compute("cachedimage", "cachedimages")
     .columns(&["id", "name", "size", "disk_format", "status", "last_sync"])
     .ops(READ_ONLY);
 
+/// The webconsole (catalog type `webconsole`): `server-vnc <server>` opens a console session
+/// and prints its websockify URL (for noVNC), valid once and for a minute.
+pub const WEBCONSOLE: ResourceSpec =
+    ResourceSpec::new("webconsole", "webconsole", "webconsole").prefix("server").ops(&[]).actions(&[Action::custom(
+        "vnc",
+        Method::Post,
+        "webconsole/server/{server}",
+        "Open a VNC console session of a running server: a one-time websockify URL",
+    )
+    .raw_body()
+    .args(&[Arg::pos("server", "Server (name or id)")])]);
+
 pub const RESOURCES: &[ResourceSpec] = &[
     CLOUDREGION,
     ZONE,
@@ -285,4 +297,5 @@ pub const RESOURCES: &[ResourceSpec] = &[
     SERVER,
     DISK,
     CACHEDIMAGE,
+    WEBCONSOLE,
 ];

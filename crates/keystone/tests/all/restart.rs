@@ -52,8 +52,8 @@ async fn data_and_tokens_survive_a_restart() -> Result<()> {
     let roles = get(&tc, "/roles?filter=name.equals(admin)", &admin).await?;
     assert_eq!(roles["total"], 1);
     let eps = get(&tc, "/endpoints", &admin).await?;
-    // keystone, logger, glance, region (compute_v2) and its `compute` alias, scheduler, each public,
-    // internal and admin.
-    assert_eq!(eps["total"], 18, "{eps}");
+    // keystone, logger, glance, region (compute_v2) and its `compute` alias, scheduler, webconsole,
+    // each public, internal and admin.
+    assert_eq!(eps["total"], 21, "{eps}");
     tc.stop().await
 }
