@@ -120,7 +120,10 @@ async fn proxy_inner(gw: &Gateway, mut req: Request) -> Result<Response, Error> 
     if status != 101 {
         let body = String::from_utf8_lossy(&buf[end..]).to_string();
         let v = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-        return Err(crate::proxy::error_from(status.max(500), &v, service));
+        // The backend's refusal passes through (a spent console token is its 401); a broken
+        // answer is a bad gateway.
+        let status = if (400..600).contains(&status) { status } else { 502 };
+        return Err(crate::proxy::error_from(status, &v, service));
     }
     let leftover = buf[end..].to_vec();
 

@@ -302,6 +302,17 @@ async fn console_through_the_apigateway() -> Result<()> {
     ws.send(Message::Binary(b"hello".to_vec().into())).await?;
     assert_eq!(read_bytes(&mut ws, 5).await?, b"hello");
     ws.close(None).await?;
+    // The spent token is refused through the gateway too, with the console's own 401.
+    let mut again = format!("{gw}/api/ws/webconsole/websockify/?access_token={token}")
+        .replacen("http://", "ws://", 1)
+        .into_client_request()?;
+    again.headers_mut().insert("X-Auth-Token", admin.parse()?);
+    match tokio_tungstenite::connect_async(again).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        other => {
+            anyhow::bail!("a spent token opened a console through the gateway: {:?}", other.map(|(_, r)| r.status()))
+        }
+    }
 
     host.stop().await;
     tc.stop().await
