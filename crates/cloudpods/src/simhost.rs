@@ -10,8 +10,9 @@
 //! Guests and disks live in memory. Each guest has a `generation` raised on every state
 //! change and carried in its status reports. [`SimHost::set_fault`] makes every later call
 //! of one kind fail in its callback; [`SimHost::set_delay`] delays every callback.
-//! `GET /servers/<id>/vnc` (answered at once, as the real agent does) points at a fake VNC
-//! server on 127.0.0.1 that sends the RFB banner `RFB 003.008\n` and then echoes what it reads.
+//! `GET /servers/<id>/vnc` (answered at once, as the real agent does) points at a small VNC
+//! server on 127.0.0.1 ([`vnc`]): a real RFB server showing a fixed picture, or, for a client
+//! that does not send an RFB version after the banner `RFB 003.008\n`, an echo of its bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,9 @@ use cloudcommon::auth::ServiceToken;
 use cloudcommon::client::{ServiceSession, post_task_callback};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+
+pub mod vnc;
+pub use vnc::RFB_BANNER;
 
 /// Where a simulated host registers: keystone (to log in as `sysadmin`) and the region.
 #[derive(Debug, Clone)]
@@ -108,7 +112,7 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
-    /// The port of the fake VNC server every running guest's console points at.
+    /// The port of the VNC server ([`vnc`]) every running guest's console points at.
     vnc_port: u16,
     session: Arc<ServiceSession>,
     http: reqwest::Client,
@@ -135,41 +139,13 @@ pub struct SimHost {
     vnc: Option<JoinHandle<()>>,
 }
 
-/// The RFB version banner a VNC server sends first.
-pub const RFB_BANNER: &[u8] = b"RFB 003.008\n";
-
-/// A fake VNC server: each connection gets the RFB banner, then what it sends echoed back.
-async fn fake_vnc(listener: tokio::net::TcpListener) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conns = tokio::task::JoinSet::new();
-    while let Ok((mut sock, _)) = listener.accept().await {
-        conns.spawn(async move {
-            if sock.write_all(RFB_BANNER).await.is_err() {
-                return;
-            }
-            let mut buf = [0u8; 4096];
-            loop {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if sock.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        while conns.try_join_next().is_some() {}
-    }
-}
-
 impl SimHost {
     /// Starts the agent on 127.0.0.1 (port 0), registers it with the region and starts pinging.
     pub async fn start(target: &SimTarget, spec: SimHostSpec) -> Result<SimHost> {
         let session = ServiceSession::new(&target.auth_url, "sysadmin", &target.admin_password, "system", "Default");
         let vnc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let vnc_port = vnc_listener.local_addr()?.port();
-        let vnc = tokio::spawn(fake_vnc(vnc_listener));
+        let vnc = tokio::spawn(vnc::serve(vnc_listener, format!("{} (simulated)", spec.name)));
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             vnc_port,

@@ -162,12 +162,13 @@ async fn console_streams_the_servers_vnc_once() -> Result<()> {
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     assert_eq!(pending_tokens(&tc), 1);
 
-    // The stream: the RFB banner first, then bytes both ways (the fake server echoes).
+    // The stream: the RFB banner first, then bytes both ways (the simulated host's VNC server
+    // echoes a client that answers with no RFB version it knows).
     let (mut ws, proto) = open(&url).await?;
     assert_eq!(proto.as_deref(), Some("binary"));
     assert_eq!(read_bytes(&mut ws, RFB_BANNER.len()).await?, RFB_BANNER);
-    ws.send(Message::Binary(b"RFB 003.008\n".to_vec().into())).await?;
-    assert_eq!(read_bytes(&mut ws, 12).await?, b"RFB 003.008\n");
+    ws.send(Message::Binary(b"RFB 000.000\n".to_vec().into())).await?;
+    assert_eq!(read_bytes(&mut ws, 12).await?, b"RFB 000.000\n");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     ws.send(Message::Binary(big.clone().into())).await?;
     assert_eq!(read_bytes(&mut ws, big.len()).await?, big);
@@ -231,6 +232,9 @@ async fn console_is_decided_by_the_region_with_the_callers_token() -> Result<()>
     let t = r.body["access_token"].as_str().context("access_token")?;
     let (mut ws, _) = open(&format!("{}/websockify/?access_token={t}", tc.url("webconsole"))).await?;
     assert_eq!(read_bytes(&mut ws, RFB_BANNER.len()).await?, RFB_BANNER);
+    // A real RFB client's version: the security types (one, None) come back.
+    ws.send(Message::Binary(b"RFB 003.008\n".to_vec().into())).await?;
+    assert_eq!(read_bytes(&mut ws, 2).await?, [1, 1]);
     ws.close(None).await?;
     assert_eq!(pending_tokens(&tc), 0);
 
