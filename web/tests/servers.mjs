@@ -1,9 +1,9 @@
-// The server life cycle in the dashboard: create -> running -> detail (events, tasks, console)
+// The server life cycle in the dashboard: create -> running -> detail (events, tasks) -> console
+// (noVNC showing the simulated host's RFB screen)
 // -> stop -> ready -> delete, and a second project that sees none of it.
 // Needs the region's servers API and a simulated host:
 //   BROWSER_AIO_ARGS='--simulated-hosts 1' web/tests/run.sh servers.mjs
-// Not yet in the `browser` phase of scripts/test.sh (it passes against aio --simulated-hosts 1;
-// adding it is one line in phase_browser).
+// Part of the `browser` phase of scripts/test.sh.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkList, checkObject } from '../src/schema.mjs'
@@ -93,13 +93,33 @@ try {
     await page.click('tr[data-name="web-vm"] a')
     await page.waitForSelector('[data-testid=server-detail]')
     await page.waitForSelector('[data-testid=events-list] tbody tr')
+    assert(await page.locator('[data-testid=console]').isVisible(), 'the console button is on the detail page')
     await shot(page, '22-server-detail')
-    await page.click('[data-testid=console]')
-    await page.waitForSelector('[data-testid=console-problem], [data-testid=console-state]')
-    await page.waitForTimeout(1000) // let noVNC draw the first frame when a console is there
-    await shot(page, '22-server-console')
     const s = await api.ok('GET', '/api/v2/servers/web-vm')
     assert(checkObject('server', s).length === 0, checkObject('server', s).join('; '))
+  })
+
+  await check(page, "the console shows the simulated host's screen through noVNC", async () => {
+    await page.click('[data-testid=console]')
+    await page.waitForURL('**/servers/*/console')
+    // The simulated host's VNC server is a real RFB server drawing a fixed picture.
+    await page.waitForFunction(() => document.querySelector('[data-testid=console-state]')?.textContent === 'connected')
+    const colours = await page.waitForFunction(() => {
+      const c = document.querySelector('.console-screen canvas')
+      if (!c || c.width === 0 || c.height === 0) return 0
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+      const seen = new Set()
+      for (let i = 0; i < d.length; i += 4 * 97) if (d[i + 3] > 0) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2])
+      return seen.size >= 4 ? seen.size : 0
+    })
+    const size = await page.evaluate(() => {
+      const c = document.querySelector('.console-screen canvas')
+      return `${c.width}x${c.height}`
+    })
+    assert(size === '640x400', `the framebuffer's size: ${size}`)
+    await shot(page, 'server-console')
+    assert((await page.locator('[data-testid=console-problem]').count()) === 0, 'no console problem')
+    console.log(`    console: ${size}, ${await colours.jsonValue()} colours sampled`)
     await page.goto('/servers')
   })
 
