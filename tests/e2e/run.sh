@@ -6,7 +6,8 @@
 # Env (all optional):
 #   E2E_BIN_DIR          use cloudpods/climc from this dir instead of building
 #   E2E_PROFILE          debug (default) or release: which build to make/use
-#   E2E_PORT_OFFSET      --port-offset for aio (default 10000: keystone 40500)
+#   E2E_PORT_OFFSET      --port-offset for aio (default 1000: keystone 31500; below the kernel's
+#                        ephemeral ports, which a client socket could be holding)
 #   E2E_DATA_DIR         data dir for aio (default: a new mktemp dir)
 #   E2E_TRANSCRIPT       transcript file (default $DATA_DIR/transcript.txt)
 #   E2E_READY_TIMEOUT    seconds to wait for aio to come up (default 60)
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OFFSET=${E2E_PORT_OFFSET:-10000}
+OFFSET=${E2E_PORT_OFFSET:-1000}
 KEYSTONE_PORT=$((30500 + OFFSET))
 READY_TIMEOUT=${E2E_READY_TIMEOUT:-60}
 PROFILE=${E2E_PROFILE:-debug}

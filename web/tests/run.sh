@@ -6,7 +6,8 @@
 # Env (all optional):
 #   BROWSER_BIN_DIR        use cloudpods from this dir instead of building it
 #   BROWSER_PROFILE        debug (default) or release
-#   BROWSER_PORT_OFFSET    --port-offset for aio (default 20000: gateway 50300)
+#   BROWSER_PORT_OFFSET    --port-offset for aio (default 1500: gateway 31800; below the kernel's
+#                          ephemeral ports, 32768 and up, which a client socket could be holding)
 #   BROWSER_AIO_ARGS       extra aio flags (servers.mjs needs `--simulated-hosts 1`)
 #   BROWSER_READY_TIMEOUT  seconds to wait for aio (default 60)
 #   CHROMIUM               the browser (default /usr/bin/chromium; never downloaded)
@@ -15,7 +16,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-OFFSET=${BROWSER_PORT_OFFSET:-20000}
+OFFSET=${BROWSER_PORT_OFFSET:-1500}
 GW_PORT=$((30300 + OFFSET))
 PROFILE=${BROWSER_PROFILE:-debug}
 READY_TIMEOUT=${BROWSER_READY_TIMEOUT:-60}
