@@ -55,6 +55,16 @@ impl Default for CommonOptions {
 }
 
 impl CommonOptions {
+    /// The service's own URL, for callbacks and the catalog: `public_url` when set (without a
+    /// trailing slash), else `http://127.0.0.1:<port>`.
+    pub fn own_url(&self, public_url: &str) -> String {
+        if public_url.is_empty() {
+            format!("http://127.0.0.1:{}", self.port)
+        } else {
+            public_url.trim_end_matches('/').to_string()
+        }
+    }
+
     /// The database URL: the configured one, or a SQLite file `<data_dir>/<service>.db`.
     pub fn database_url(&self, service: &str) -> String {
         match &self.database_url {

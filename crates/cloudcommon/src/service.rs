@@ -177,6 +177,18 @@ fn next_request_id() -> String {
     format!("{:012x}", (base | NEXT.fetch_add(1, Ordering::Relaxed)) & 0xffff_ffff_ffff)
 }
 
+/// A built service: its state (for tests that reach inside) and its HTTP app.
+pub struct Built {
+    pub state: Arc<ServiceState>,
+    pub app: Router,
+}
+
+/// The migrations of a service that keeps only metadata and events of its own (scheduler,
+/// webconsole).
+pub fn base_migrations() -> Vec<crate::db::Migration> {
+    vec![crate::resource::metadata::MIGRATION, crate::opslog::MIGRATION]
+}
+
 /// The id of the current request, as an extension.
 #[derive(Clone)]
 pub struct RequestId(pub String);

@@ -113,11 +113,7 @@ async fn run_keystone(a: ServiceArgs) -> anyhow::Result<()> {
         ActionLog::with_sink("keystone", Arc::new(HttpActionSink(session)))
     });
     let built = keystone::build(cfg.clone(), actionlog).await?;
-    let url = if cfg.public_url.is_empty() {
-        format!("http://127.0.0.1:{}", cfg.common.port)
-    } else {
-        cfg.public_url.clone()
-    };
+    let url = cfg.common.own_url(&cfg.public_url);
     let input = keystone::bootstrap::BootstrapInput {
         admin_password: a.bootstrap_admin_password.unwrap_or_default(),
         region: cfg.common.region.clone(),

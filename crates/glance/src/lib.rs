@@ -118,10 +118,7 @@ pub fn glance(svc: &ServiceState) -> Result<Arc<Glance>, Error> {
     svc.ext::<Glance>()
 }
 
-pub struct Built {
-    pub state: Arc<ServiceState>,
-    pub app: Router,
-}
+pub use cloudcommon::service::Built;
 
 /// Connects, migrates, recovers what a restart interrupted and builds glance's app.
 pub async fn build(cfg: GlanceConfig, verifier: Arc<dyn TokenVerifier>, actionlog: ActionLog) -> Result<Built, Error> {

@@ -14,7 +14,7 @@ use cloudcommon::auth::TokenVerifier;
 use cloudcommon::config::CommonOptions;
 use cloudcommon::db::{Db, Migration, now};
 use cloudcommon::resource::{Col, Ctx, ListQuery, NameScope, Owner, OwnerScope, Resource, ResourceSpec, Row, row_str};
-use cloudcommon::service::{ServiceBuilder, ServiceState};
+use cloudcommon::service::ServiceBuilder;
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -156,10 +156,7 @@ fn normalize_time(s: &str) -> Result<String, Error> {
     Err(Error::invalid("since/until", format!("{s:?} is not an RFC 3339 time or a YYYY-MM-DD date")))
 }
 
-pub struct Built {
-    pub state: Arc<ServiceState>,
-    pub app: Router,
-}
+pub use cloudcommon::service::Built;
 
 /// Connects, migrates and builds the logger's app.
 pub async fn build(cfg: &LoggerConfig, verifier: Arc<dyn TokenVerifier>) -> Result<Built, Error> {

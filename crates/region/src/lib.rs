@@ -113,10 +113,7 @@ pub fn region(svc: &ServiceState) -> Result<Arc<Region>, Error> {
     svc.ext::<Region>()
 }
 
-pub struct Built {
-    pub state: Arc<ServiceState>,
-    pub app: Router,
-}
+pub use cloudcommon::service::Built;
 
 /// Connects, migrates, bootstraps the default geography and builds the region's app.
 /// `session` is the region's own keystone session, for calls to the scheduler, glance and host
@@ -134,11 +131,7 @@ pub async fn build(
     let db = Db::connect(&cfg.common.database_url("region")).await?;
     cloudcommon::db::migrate(&db, "region", &schema::migrations()).await?;
     let tm = cloudcommon::tasks::TaskManager::new("compute");
-    let public_url = if cfg.public_url.is_empty() {
-        format!("http://127.0.0.1:{}", cfg.common.port)
-    } else {
-        cfg.public_url.clone()
-    };
+    let public_url = cfg.common.own_url(&cfg.public_url);
     tm.set_base_url(&public_url);
     tasks::register(&tm);
     let mut b = ServiceBuilder::new("region", db, verifier, actionlog);

@@ -24,7 +24,7 @@ use cloudcommon::actionlog::ActionLog;
 use cloudcommon::auth::TokenVerifier;
 use cloudcommon::client::ServiceSession;
 use cloudcommon::config::CommonOptions;
-use cloudcommon::db::{Db, Migration};
+use cloudcommon::db::Db;
 use cloudcommon::service::{ServiceBuilder, ServiceState};
 use serde::{Deserialize, Serialize};
 
@@ -111,14 +111,7 @@ pub fn scheduler(svc: &ServiceState) -> Result<Arc<SchedulerService>, Error> {
     svc.ext::<SchedulerService>()
 }
 
-fn migrations() -> Vec<Migration> {
-    vec![cloudcommon::resource::metadata::MIGRATION, cloudcommon::opslog::MIGRATION]
-}
-
-pub struct Built {
-    pub state: Arc<ServiceState>,
-    pub app: Router,
-}
+pub use cloudcommon::service::Built;
 
 /// Builds the scheduler's app; host data comes from the region through `session`'s catalog.
 pub async fn build(
@@ -128,7 +121,7 @@ pub async fn build(
     session: Option<Arc<ServiceSession>>,
 ) -> Result<Built, Error> {
     let db = Db::connect(&cfg.common.database_url("scheduler")).await?;
-    cloudcommon::db::migrate(&db, "scheduler", &migrations()).await?;
+    cloudcommon::db::migrate(&db, "scheduler", &cloudcommon::service::base_migrations()).await?;
     let state = ServiceBuilder::new("scheduler", db, verifier, actionlog).build();
     let every = Duration::from_secs(cfg.refresh_seconds.max(1));
     let s = Arc::new(SchedulerService::new(cfg, session));

@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apis::Error;
-use axum::Router;
 use cloudcommon::actionlog::ActionLog;
 use cloudcommon::auth::TokenVerifier;
 use cloudcommon::client::ServiceSession;
 use cloudcommon::config::CommonOptions;
-use cloudcommon::db::{Db, Migration};
+use cloudcommon::db::Db;
 use cloudcommon::service::{ServiceBuilder, ServiceState};
 use serde::{Deserialize, Serialize};
 
@@ -80,14 +79,7 @@ pub fn webconsole(svc: &ServiceState) -> Result<Arc<Webconsole>, Error> {
     svc.ext::<Webconsole>()
 }
 
-fn migrations() -> Vec<Migration> {
-    vec![cloudcommon::resource::metadata::MIGRATION, cloudcommon::opslog::MIGRATION]
-}
-
-pub struct Built {
-    pub state: Arc<ServiceState>,
-    pub app: Router,
-}
+pub use cloudcommon::service::Built;
 
 /// Builds the webconsole's app; the region is found through `session`'s catalog.
 pub async fn build(
@@ -97,13 +89,9 @@ pub async fn build(
     session: Option<Arc<ServiceSession>>,
 ) -> Result<Built, Error> {
     let db = Db::connect(&cfg.common.database_url("webconsole")).await?;
-    cloudcommon::db::migrate(&db, "webconsole", &migrations()).await?;
+    cloudcommon::db::migrate(&db, "webconsole", &cloudcommon::service::base_migrations()).await?;
     let state = ServiceBuilder::new("webconsole", db, verifier, actionlog).build();
-    let public_url = if cfg.public_url.is_empty() {
-        format!("http://127.0.0.1:{}", cfg.common.port)
-    } else {
-        cfg.public_url.trim_end_matches('/').to_string()
-    };
+    let public_url = cfg.common.own_url(&cfg.public_url);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(5))
