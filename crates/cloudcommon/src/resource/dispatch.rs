@@ -288,7 +288,9 @@ pub async fn create_one(ctx: &Ctx, r: &dyn Resource, raw: &Row, owner: &Owner) -
     }
     {
         let txn = ctx.db().begin().await?;
-        if store::name_taken(ctx.db(), spec, &name, owner, None).await? {
+        if let Some(q) = store::name_query(spec, &name, owner, None)
+            && txn.query_one(&q).await?.is_some()
+        {
             return Err(Error::Duplicate(format!("{} {name} already exists", spec.keyword)));
         }
         store::insert(&txn, spec, &input).await?;

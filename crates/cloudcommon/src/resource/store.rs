@@ -193,13 +193,28 @@ pub async fn name_taken(
     owner: &super::Owner,
     except_id: Option<&str>,
 ) -> Result<bool, Error> {
+    match name_query(spec, name, owner, except_id) {
+        Some(q) => Ok(db.query_one(&q).await?.is_some()),
+        None => Ok(false),
+    }
+}
+
+/// The query [`name_taken`] runs, for a caller that must run it inside its own transaction:
+/// a read on a second pooled connection while a transaction holds one can starve the pool
+/// when as many requests as it has connections do the same at once.
+pub fn name_query(
+    spec: &ResourceSpec,
+    name: &str,
+    owner: &super::Owner,
+    except_id: Option<&str>,
+) -> Option<SelectStatement> {
     let mut q = Query::select();
     q.from(Alias::new(spec.table))
         .column(Alias::new("id"))
         .and_where(col(spec, "deleted").eq(false))
         .and_where(col(spec, "name").eq(name));
     match spec.name_scope {
-        NameScope::None => return Ok(false),
+        NameScope::None => return None,
         NameScope::Global => {}
         NameScope::Domain => {
             q.and_where(col(spec, "domain_id").eq(owner.domain_id.clone()));
@@ -212,7 +227,7 @@ pub async fn name_taken(
         q.and_where(col(spec, "id").ne(id));
     }
     q.limit(1);
-    Ok(db.query_one(&q).await?.is_some())
+    Some(q)
 }
 
 /// Inserts a complete row inside a transaction.

@@ -121,3 +121,28 @@ async fn bootstrap_wires_networks_and_reserved_ips() -> Result<()> {
     ok(&tc, Method::DELETE, &format!("/wires/{w0}"), &admin, None).await?;
     tc.stop().await
 }
+
+/// Many more creates at once than the database pool has connections: each create's name check
+/// runs on its transaction's connection, so none waits for a second one (on MariaDB, with 16
+/// connections, 16 transactions each waiting for another used to starve the pool for 30 s).
+#[tokio::test]
+async fn creates_beyond_the_pool_size_never_starve_it() -> Result<()> {
+    use futures::StreamExt;
+    let (tc, admin) = start(&[]).await?;
+    let results: Vec<Result<String>> = futures::stream::iter(0..96)
+        .map(|i| {
+            let (tc, admin) = (&tc, &admin);
+            async move { wire(tc, admin, &format!("many{i}")).await }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    // A starved pool fails a request with a 500 after its acquire timeout.
+    let ids: Vec<String> = results.into_iter().collect::<Result<_>>()?;
+    assert_eq!(ids.iter().filter(|id| !id.is_empty()).count(), 96);
+    // The name check still holds under the same load: one of two same-named creates fails.
+    let dup =
+        call(&tc, Method::POST, "/wires", &admin, Some(json!({"wire": {"name": "many0", "zone": "zone0"}}))).await?;
+    assert_eq!(dup.status.as_u16(), 409, "{}", dup.body);
+    tc.stop().await
+}
