@@ -2,9 +2,11 @@
 #
 #   make deps        install missing Debian packages (quiet when all present)
 #   make build       cargo build --release -p cloudpods -p climc
-#   make run         deps + build + web, then `cloudpods aio --data-dir $(DATA_DIR)`
+#   make run         deps (QEMU too) + build + web, then `cloudpods aio --data-dir $(DATA_DIR)`
+#                    with the real host agent, its guests in netns $(GUEST_NETNS) (needs
+#                    root; without root, aio runs without a host agent and says so)
 #                    (the dashboard at http://127.0.0.1:30300/)
-#   make run-host    the same with a real host agent (root, QEMU) in netns $(GUEST_NETNS)
+#   make run-host    the same as `make run` (kept for old instructions)
 #   make web         build the dashboard (web/dist) when missing or outdated
 #   make test        fmt, clippy, cargo test (SQLite), cargo test (MariaDB), e2e, browser
 #   make e2e         tests/e2e/run.sh only
@@ -42,21 +44,23 @@ deps-qemu:
 build:
 	$(CARGO) build --release -p cloudpods -p climc
 
-run: deps build web
+# aio plus the real host agent, whose guests live in network namespace $(GUEST_NETNS).
+run: deps-qemu build web
 	@bin="$$(scripts/target-dir.sh)/release/cloudpods"; \
-	echo "==> CLOUDPODS_WEB_DIR=$(CURDIR)/web/dist $$bin aio --data-dir $(DATA_DIR) $(AIO_ARGS)"; \
-	CLOUDPODS_WEB_DIR="$(CURDIR)/web/dist" exec "$$bin" aio --data-dir "$(DATA_DIR)" $(AIO_ARGS)
+	args="$(AIO_ARGS)"; \
+	if [[ $$(id -u) -eq 0 ]]; then \
+	    ip netns list | grep -qw "$(GUEST_NETNS)" || ip netns add "$(GUEST_NETNS)"; \
+	    args="--set host.enabled=true --set host.netns=$(GUEST_NETNS) $$args"; \
+	else \
+	    echo "==> not root: aio runs without a host agent (servers need --simulated-hosts N)"; \
+	fi; \
+	echo "==> CLOUDPODS_WEB_DIR=$(CURDIR)/web/dist $$bin aio --data-dir $(DATA_DIR) $$args"; \
+	CLOUDPODS_WEB_DIR="$(CURDIR)/web/dist" exec "$$bin" aio --data-dir "$(DATA_DIR)" $$args
+
+run-host: run
 
 web:
 	@scripts/web-build.sh >/dev/null
-
-# aio plus a real host agent whose guests live in network namespace $(GUEST_NETNS).
-run-host: deps-qemu build web
-	@ip netns list | grep -qw "$(GUEST_NETNS)" || ip netns add "$(GUEST_NETNS)"; \
-	bin="$$(scripts/target-dir.sh)/release/cloudpods"; \
-	args="--set host.enabled=true --set host.netns=$(GUEST_NETNS) $(AIO_ARGS)"; \
-	echo "==> $$bin aio --data-dir $(DATA_DIR) $$args"; \
-	CLOUDPODS_WEB_DIR="$(CURDIR)/web/dist" exec "$$bin" aio --data-dir "$(DATA_DIR)" $$args
 
 test: deps
 	@scripts/test.sh
