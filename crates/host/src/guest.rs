@@ -338,12 +338,12 @@ impl Guest {
         let args = qemu::command_line(&desc, &spec);
         self.st.boot_ports = (desc.disks.len() + desc.nics.len() + usize::from(spec.config_drive.is_some())) as u32;
         self.st.hotplug.clear();
-        let mut argv = agent.net.exec_prefix();
-        argv.push(agent.cfg.qemu_binary.clone());
-        argv.extend(args);
-        tracing::info!(guest = self.id(), "starting QEMU: {}", argv.join(" "));
-        let out = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
+        tracing::info!(guest = self.id(), netns = ?agent.net.netns, "starting QEMU: {} {}", agent.cfg.qemu_binary, args.join(" "));
+        let out = agent
+            .net
+            .command(&agent.cfg.qemu_binary)
+            .map_err(|e| e.to_string())?
+            .args(&args)
             .stdin(std::process::Stdio::null())
             .output()
             .await
