@@ -2,15 +2,19 @@
 // through the gateway, a server created through the form on network `default`, running on the
 // real host agent, its console opened from the detail page (noVNC -> apigateway -> webconsole
 // websocket -> the agent's VNC forwarder -> QEMU's VNC), the canvas checked for the VM's own
-// screen and saved as server-console-vm.png; then the server deleted until the API says 404.
-// Needs root and the real-host mode of run.sh (netns, QEMU, TEST_IMAGE):
+// screen (text; it changes when the guest prints its ready line, which the test image writes to
+// VGA as well as to the serial log the test reads) and saved as server-console-vm.png; then the
+// server deleted until the API says 404.
+// Needs root and the real-host mode of run.sh (netns, QEMU, TEST_IMAGE, AIO_DATA_DIR):
 //   BROWSER_HOST=1 web/tests/run.sh console-vm.mjs
 // Part of the `browser` phase of scripts/test.sh.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { ADMIN_PASSWORD, ApiClient, GATEWAY, assert, check, launch, shot, summary } from './lib.mjs'
 
 const NAME = 'console-vm'
 const TEST_IMAGE = process.env.TEST_IMAGE ?? ''
+const AIO_DATA_DIR = process.env.AIO_DATA_DIR ?? ''
 const { browser, page } = await launch()
 const row = (name) => page.locator(`tr[data-name="${name}"]`)
 
@@ -22,19 +26,29 @@ async function waitStatus(name, want, timeout = 120000) {
   )
 }
 
-/** What the noVNC canvas shows: size, distinct colours, pixels other than the commonest colour. */
+/** The guest's ready line in its serial log (the agent keeps it under aio's data dir), or ''. */
+function readyLine() {
+  const log = join(AIO_DATA_DIR, 'host', 'servers', serverId, 'serial.log')
+  if (!existsSync(log)) return ''
+  return readFileSync(log, 'latin1').split('\n').find((l) => l.includes('CLOUDPODS-READY'))?.trim() ?? ''
+}
+
+/** What the noVNC canvas shows: size, distinct colours, pixels other than the commonest colour,
+ * and a checksum of the picture. */
 function canvasStats() {
   const c = document.querySelector('.console-screen canvas')
   if (!c || c.width === 0 || c.height === 0) return null
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
   const hist = new Map()
+  let sum = 0
   for (let i = 0; i < d.length; i += 4) {
     const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2]
     hist.set(k, (hist.get(k) ?? 0) + 1)
+    sum = (sum * 31 + k) >>> 0
   }
   const total = d.length / 4
   const background = Math.max(...hist.values())
-  return { size: `${c.width}x${c.height}`, colours: hist.size, foreground: total - background }
+  return { size: `${c.width}x${c.height}`, colours: hist.size, foreground: total - background, sum }
 }
 
 let code = 1
@@ -44,7 +58,7 @@ try {
   let imageId = ''
   let networkId = ''
   await check(null, 'setup: the test guest image uploaded through the gateway, active', async () => {
-    assert(TEST_IMAGE, 'TEST_IMAGE is set (run with BROWSER_HOST=1 web/tests/run.sh console-vm.mjs)')
+    assert(TEST_IMAGE && AIO_DATA_DIR, 'TEST_IMAGE and AIO_DATA_DIR are set (run: BROWSER_HOST=1 web/tests/run.sh console-vm.mjs)')
     await api.login('sysadmin', ADMIN_PASSWORD)
     const resp = await fetch(`${GATEWAY}/api/v2/images`, {
       method: 'POST',
@@ -122,14 +136,29 @@ try {
       canvasStats.toString(),
       { timeout: 90000, polling: 500 },
     )
-    let stats = await got.jsonValue()
-    // Let the boot settle a little so the picture is the guest's, not a mode switch's.
-    await page.waitForTimeout(3000)
-    stats = (await page.evaluate((fn) => new Function(`return (${fn})()`)(), canvasStats.toString())) ?? stats
+    const first = await got.jsonValue()
+    const bootedBefore = readyLine() !== ''
+    console.log(`    first screen with text after ${Date.now() - t0} ms: ${JSON.stringify(first)}`)
+    // The guest writes its ready line to the VGA screen (tty0) just before its serial line: wait
+    // for the serial one, then for the screen to show the guest's writes (a changed picture),
+    // unless the guest was already up when the first picture was taken.
+    let line = ''
+    for (let i = 0; i < 180 && !(line = readyLine()); i++) await page.waitForTimeout(500)
+    assert(line, `the guest's ready line in its serial log within 90 s (${AIO_DATA_DIR})`)
+    console.log(`    ${line} (after ${Date.now() - t0} ms)`)
+    const stat = () => page.evaluate((fn) => new Function(`return (${fn})()`)(), canvasStats.toString())
+    let stats = await stat()
+    for (let i = 0; i < 20 && !bootedBefore && stats.sum === first.sum; i++) {
+      await page.waitForTimeout(500)
+      stats = await stat()
+    }
+    await page.waitForTimeout(1000)
+    stats = await stat()
+    assert(bootedBefore || stats.sum !== first.sum, `the screen changed when the guest came up: ${JSON.stringify(stats)}`)
     assert(stats.colours >= 2 && stats.foreground >= 500, `the screen still has text: ${JSON.stringify(stats)}`)
     assert((await page.locator('[data-testid=console-problem]').count()) === 0, 'no console problem')
     await shot(page, 'server-console-vm')
-    console.log(`    console: ${stats.size}, ${stats.colours} colours, ${stats.foreground} text pixels after ${Date.now() - t0} ms`)
+    console.log(`    console: ${stats.size}, ${stats.colours} colours, ${stats.foreground} text pixels, ${Date.now() - t0} ms`)
     await page.goto('/servers')
   })
 

@@ -13,7 +13,8 @@
 #   CHROMIUM               the browser (default /usr/bin/chromium; never downloaded)
 #   BROWSER_HOST=1         real-host mode (console-vm.mjs needs it): root only; installs QEMU
 #                          (scripts/deps.sh --qemu), builds or reuses the test guest image
-#                          (scripts/build-test-image.sh; its path reaches the tests as TEST_IMAGE),
+#                          (scripts/build-test-image.sh; its path reaches the tests as TEST_IMAGE,
+#                          aio's data dir as AIO_DATA_DIR: guests' serial logs are under it),
 #                          makes a private netns cpbrowser-<pid> and runs aio with the real host
 #                          agent in it (--set host.enabled=true --set host.netns=...). On exit:
 #                          aio stopped, every QEMU whose pidfile is under <data>/host/servers
@@ -149,7 +150,7 @@ for t in "${TESTS[@]}"; do
     echo "==> node web/tests/$t"
     rc=0
     GATEWAY_URL="http://127.0.0.1:$GW_PORT" ADMIN_PASSWORD=$ADMIN_PASSWORD ARTIFACTS=$ARTIFACTS CHROMIUM=$CHROME \
-        TEST_IMAGE=$TEST_IMAGE node "web/tests/$t" | tee "$DIR/$t.log" || rc=$?
+        TEST_IMAGE=$TEST_IMAGE AIO_DATA_DIR=$DIR/data node "web/tests/$t" | tee "$DIR/$t.log" || rc=$?
     read -r p f < <(awk '/^browser: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { printf "%d %d\n", p, f }' "$DIR/$t.log")
     passed=$((passed + p))
     failed=$((failed + f))
