@@ -18,7 +18,8 @@
 #                          makes a private netns cpbrowser-<pid> and runs aio with the real host
 #                          agent in it (--set host.enabled=true --set host.netns=...). On exit:
 #                          aio stopped, every QEMU whose pidfile is under <data>/host/servers
-#                          killed (after checking /proc/<pid>/cmdline), the netns deleted.
+#                          killed (after checking /proc/<pid>/cmdline), the netns deleted, the
+#                          guests' disks and the image copies removed (serial logs kept).
 #                          e.g.  BROWSER_HOST=1 web/tests/run.sh console-vm.mjs
 # Ends with "browser: N passed, M failed" and the screenshots' directory.
 set -euo pipefail
@@ -80,6 +81,9 @@ sweep_host() {
         ip netns del "$NETNS" 2>/dev/null || echo "browser: warning: could not delete netns $NETNS" >&2
         NETNS=""
     fi
+    # The bulky files (guest disks, the image in glance and in the agent's cache); the guests'
+    # serial logs stay under data/host/servers for a failure's post-mortem.
+    rm -rf "$DIR/data/host/disks" "$DIR/data/host/image_cache" "$DIR/data/images"
 }
 
 cleanup() {
