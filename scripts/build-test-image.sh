@@ -13,6 +13,8 @@
 #   or /cloudpods/{hostname,authorized_keys,password} on the data partition
 #   -> udhcpc on eth0 -> httpd :80, dropbear :22, acpid (power button -> poweroff)
 #   -> one line on ttyS0:  CLOUDPODS-READY hostname=<h> ip=<ip>
+#      (also on the VGA screen, tty0, for the console; the kernel logs to both, and ttyS0,
+#      the last console=, stays /dev/console: init's output and getty are on the serial line)
 #   -> then fetches latest/meta-data/instance-id from 169.254.169.254 into httpd's /instance-id
 # The qcow2 is cached under a name keyed by the hash of this script: a second run is instant.
 set -euo pipefail
@@ -235,6 +237,7 @@ echo "cloudpods-test-guest hostname=$name ip=${addr:-none}" >/www/index.html
 httpd -p 80 -h /www
 dropbear -R -p 22 -P /run/dropbear.pid
 acpid -c /etc/acpi
+echo "CLOUDPODS-READY hostname=$name ip=${addr:-none}" >/dev/tty0 2>/dev/null
 echo "CLOUDPODS-READY hostname=$name ip=${addr:-none}" >/dev/ttyS0
 # After the ready line (never delaying it): what the metadata service says, served by httpd.
 if [ -n "$addr" ]; then
@@ -265,7 +268,7 @@ TIMEOUT 0
 LABEL linux
   KERNEL vmlinuz
   INITRD initrd.gz
-  APPEND console=ttyS0,115200 quiet loglevel=3 rdinit=/init
+  APPEND console=tty0 console=ttyS0,115200 quiet loglevel=3 rdinit=/init
 EOF
 boot_sectors=81920 # 40 MiB
 mkfs.fat -F 16 -n BOOT -C "$work/boot.img" $((boot_sectors / 2)) >/dev/null

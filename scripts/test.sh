@@ -7,7 +7,8 @@
 #   mariadb  cargo test --workspace against a private MariaDB
 #            (scripts/mariadb-test.sh; stopped afterwards if started here)
 #   e2e      tests/e2e/run.sh
-#   browser  web/tests/run.sh (the dashboard in headless Debian chromium, real aio)
+#   browser  web/tests/run.sh (the dashboard in headless Debian chromium, real aio): once on a
+#            simulated host, then BROWSER_HOST=1 (root: the real host agent, a QEMU VM's console)
 # Stops at the first failing phase and prints a summary either way.
 # Env:
 #   TEST_PHASES   space-separated subset/order (default: all, in the order above)
@@ -35,7 +36,7 @@ describe() {
         sqlite) echo "cargo test --workspace (SQLite)" ;;
         mariadb) echo "cargo test --workspace (MariaDB, TEST_DATABASE_URL=$(scripts/mariadb-test.sh url))" ;;
         e2e) echo "tests/e2e/run.sh (cloudpods aio + openstack client + climc)" ;;
-        browser) echo "web/tests/run.sh (dashboard in headless chromium via playwright-core, real aio) (browser.mjs, servers.mjs on a simulated host)" ;;
+        browser) echo "web/tests/run.sh (dashboard in headless chromium via playwright-core, real aio) (browser.mjs, servers.mjs on a simulated host; console-vm.mjs on the real host agent, as root)" ;;
         *) return 1 ;;
     esac
 }
@@ -64,7 +65,14 @@ phase_mariadb() {
     return "$rc"
 }
 phase_e2e() { tests/e2e/run.sh; }
-phase_browser() { BROWSER_AIO_ARGS="--simulated-hosts 1" web/tests/run.sh browser.mjs servers.mjs; }
+# Both runs, whatever the first gives; the phase fails if either does. The second needs root
+# (netns, QEMU) and is never skipped: without root run.sh fails with a clear message.
+phase_browser() {
+    local rc=0
+    BROWSER_AIO_ARGS="--simulated-hosts 1" web/tests/run.sh browser.mjs servers.mjs || rc=1
+    BROWSER_HOST=1 web/tests/run.sh console-vm.mjs || rc=1
+    return "$rc"
+}
 
 # Sum cargo's "test result: ok. N passed; M failed; K ignored" lines.
 count_cargo() {
@@ -81,9 +89,10 @@ count_cargo() {
 count_e2e() {
     awk '/^e2e: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { printf "%d %d 0\n", p, f }' "$1"
 }
-# web/tests/run.sh ends with "browser: N passed, M failed".
+# Each web/tests/run.sh ends with "browser: N passed, M failed" (its total): sum those. Each
+# .mjs's own summary line ends with "(<seconds> s)" and is part of that total, so it is skipped.
 count_browser() {
-    awk '/^browser: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { printf "%d %d 0\n", p, f }' "$1"
+    awk '/^browser: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 } END { printf "%d %d 0\n", p, f }' "$1"
 }
 
 summary() {

@@ -1,7 +1,8 @@
 // The dashboard in headless chromium against a real `cloudpods aio` (started by run.sh):
 // API shapes, login (and a wrong password), networks, image upload with progress, every main
 // page, a second user in another project who sees none of the first project's objects, an
-// ended session, logout. Screenshots go to $ARTIFACTS.
+// ended session, logout. Screenshots go to $ARTIFACTS. (servers.mjs: the server life cycle on a
+// simulated host; console-vm.mjs, BROWSER_HOST=1 as root: a real QEMU VM's console.)
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkList, checkObject } from '../src/schema.mjs'

@@ -11,6 +11,16 @@
 #   BROWSER_AIO_ARGS       extra aio flags (servers.mjs needs `--simulated-hosts 1`)
 #   BROWSER_READY_TIMEOUT  seconds to wait for aio (default 60)
 #   CHROMIUM               the browser (default /usr/bin/chromium; never downloaded)
+#   BROWSER_HOST=1         real-host mode (console-vm.mjs needs it): root only; installs QEMU
+#                          (scripts/deps.sh --qemu), builds or reuses the test guest image
+#                          (scripts/build-test-image.sh; its path reaches the tests as TEST_IMAGE,
+#                          aio's data dir as AIO_DATA_DIR: guests' serial logs are under it),
+#                          makes a private netns cpbrowser-<pid> and runs aio with the real host
+#                          agent in it (--set host.enabled=true --set host.netns=...). On exit:
+#                          aio stopped, every QEMU whose pidfile is under <data>/host/servers
+#                          killed (after checking /proc/<pid>/cmdline), the netns deleted, the
+#                          guests' disks and the image copies removed (serial logs kept).
+#                          e.g.  BROWSER_HOST=1 web/tests/run.sh console-vm.mjs
 # Ends with "browser: N passed, M failed" and the screenshots' directory.
 set -euo pipefail
 
@@ -23,12 +33,19 @@ READY_TIMEOUT=${BROWSER_READY_TIMEOUT:-60}
 TESTS=("$@")
 [[ ${#TESTS[@]} -gt 0 ]] || TESTS=(browser.mjs)
 read -r -a EXTRA <<<"${BROWSER_AIO_ARGS:-}"
+REAL_HOST=${BROWSER_HOST:-0}
+if [[ $REAL_HOST == 1 && $(id -u) -ne 0 ]]; then
+    echo "browser: BROWSER_HOST=1 (the real host agent: netns, bridges, taps, QEMU) needs root" >&2
+    exit 1
+fi
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/cloudpods-browser.XXXXXX")
 ARTIFACTS=$DIR/artifacts
 mkdir -p "$ARTIFACTS"
 AIO_LOG=$DIR/aio.log
 AIO_PID=""
+NETNS=""
+TEST_IMAGE=""
 
 stop_aio() {
     [[ -n $AIO_PID ]] || return 0
@@ -40,7 +57,40 @@ stop_aio() {
     kill -KILL -- "-$AIO_PID" 2>/dev/null || true
     AIO_PID=""
 }
-trap stop_aio EXIT
+
+# QEMU outlives the agent by design (a restarted agent re-adopts it): kill the ones of this
+# run's aio, known by their pidfiles and checked against /proc/<pid>/cmdline (as the host
+# agent's own qemu_alive does), then drop the namespace.
+sweep_host() {
+    local f id pid
+    for f in "$DIR"/data/host/servers/*/qemu.pid; do
+        [[ -f $f ]] || continue
+        id=$(basename "$(dirname "$f")")
+        pid=$(tr -dc 0-9 <"$f")
+        [[ -n $pid && -r /proc/$pid/cmdline ]] || continue
+        if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "qemu.*cloudpods-$id"; then
+            echo "browser: killing leftover QEMU $pid of server $id" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                [[ -d /proc/$pid ]] || break
+                sleep 0.1
+            done
+        fi
+    done
+    if [[ -n $NETNS ]]; then
+        ip netns del "$NETNS" 2>/dev/null || echo "browser: warning: could not delete netns $NETNS" >&2
+        NETNS=""
+    fi
+    # The bulky files (guest disks, the image in glance and in the agent's cache); the guests'
+    # serial logs stay under data/host/servers for a failure's post-mortem.
+    rm -rf "$DIR/data/host/disks" "$DIR/data/host/image_cache" "$DIR/data/images"
+}
+
+cleanup() {
+    stop_aio
+    [[ $REAL_HOST != 1 ]] || sweep_host
+}
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -59,6 +109,19 @@ else
     CLOUDPODS=$(scripts/target-dir.sh)/$PROFILE/cloudpods
 fi
 DIST=$(scripts/web-build.sh | tail -n 1)
+
+if [[ $REAL_HOST == 1 ]]; then
+    scripts/deps.sh --qemu >&2
+    TEST_IMAGE=$(scripts/build-test-image.sh | tail -n 1)
+    [[ -s $TEST_IMAGE ]] || {
+        echo "browser: scripts/build-test-image.sh gave no image ($TEST_IMAGE)" >&2
+        exit 1
+    }
+    NETNS=cpbrowser-$$
+    ip netns add "$NETNS"
+    EXTRA+=(--set host.enabled=true --set "host.netns=$NETNS")
+    echo "==> real host agent: netns $NETNS, test image $TEST_IMAGE"
+fi
 
 if curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/version"; then
     echo "browser: 127.0.0.1:$GW_PORT is in use (set BROWSER_PORT_OFFSET)" >&2
@@ -91,13 +154,13 @@ for t in "${TESTS[@]}"; do
     echo "==> node web/tests/$t"
     rc=0
     GATEWAY_URL="http://127.0.0.1:$GW_PORT" ADMIN_PASSWORD=$ADMIN_PASSWORD ARTIFACTS=$ARTIFACTS CHROMIUM=$CHROME \
-        node "web/tests/$t" | tee "$DIR/$t.log" || rc=$?
+        TEST_IMAGE=$TEST_IMAGE AIO_DATA_DIR=$DIR/data node "web/tests/$t" | tee "$DIR/$t.log" || rc=$?
     read -r p f < <(awk '/^browser: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { printf "%d %d\n", p, f }' "$DIR/$t.log")
     passed=$((passed + p))
     failed=$((failed + f))
     [[ $rc == 0 || $f -gt 0 ]] || failed=$((failed + 1))
 done
-stop_aio
+cleanup
 echo
 echo "screenshots and logs: $ARTIFACTS (aio log: $AIO_LOG)"
 echo "browser: $passed passed, $failed failed"

@@ -3,7 +3,8 @@
 // -> stop -> ready -> delete, and a second project that sees none of it.
 // Needs the region's servers API and a simulated host:
 //   BROWSER_AIO_ARGS='--simulated-hosts 1' web/tests/run.sh servers.mjs
-// Part of the `browser` phase of scripts/test.sh.
+// Part of the `browser` phase of scripts/test.sh. (console-vm.mjs does the console against a
+// real QEMU guest on the real host agent.)
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkList, checkObject } from '../src/schema.mjs'
