@@ -1,7 +1,8 @@
 //! host-deployer: customises a guest before its first boot.
 //!
-//! [`Deployer`] is the seam. [`ConfigDrive`] writes an OpenStack config drive (ISO9660,
-//! volume label `config-2`) that the agent attaches read-only as virtio-blk:
+//! [`Deployer`] is the seam. [`ConfigDrive`] writes an OpenStack config drive (ISO 9660 with
+//! Joliet names, volume label `config-2`, made in-process by [`crate::iso`]) that the agent
+//! attaches read-only as virtio-blk:
 //! ```text
 //!  openstack/latest/meta_data.json   uuid, name, hostname, public_keys, admin_pass
 //!  openstack/latest/user_data        the decoded user data, when given
@@ -9,7 +10,7 @@
 //!  (and the same under openstack/2012-08-10/)
 //! ```
 //! Direct customisation of the guest's filesystem (for images without cloud-init) is another
-//! implementation of the same trait, still to come.
+//! implementation of the same trait ([`crate::fsdeploy`]).
 
 use std::path::{Path, PathBuf};
 
@@ -98,43 +99,33 @@ pub fn network_data(desc: &GuestJsonDesc) -> Value {
     json!({"links": links, "networks": networks, "services": services})
 }
 
-/// Writes the config drive tree under `root`.
-pub fn write_tree(desc: &GuestJsonDesc, root: &Path) -> std::io::Result<()> {
+/// The config drive's files: (path, content).
+pub fn tree(desc: &GuestJsonDesc) -> Result<Vec<(String, Vec<u8>)>, serde_json::Error> {
+    let mut out = vec![];
     for ver in ["latest", "2012-08-10"] {
-        let d = root.join("openstack").join(ver);
-        std::fs::create_dir_all(&d)?;
-        std::fs::write(d.join("meta_data.json"), serde_json::to_vec_pretty(&meta_data(desc, true))?)?;
-        std::fs::write(d.join("network_data.json"), serde_json::to_vec_pretty(&network_data(desc))?)?;
+        let d = format!("openstack/{ver}");
+        out.push((format!("{d}/meta_data.json"), serde_json::to_vec_pretty(&meta_data(desc, true))?));
+        out.push((format!("{d}/network_data.json"), serde_json::to_vec_pretty(&network_data(desc))?));
         if let Some(u) = user_data(desc) {
-            std::fs::write(d.join("user_data"), u)?;
+            out.push((format!("{d}/user_data"), u));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-/// The config drive deployer (`genisoimage`, from Debian's genisoimage package).
+/// The config drive deployer: `config-drive.iso` in the guest's directory, replaced whole.
 pub struct ConfigDrive;
 
 #[async_trait]
 impl Deployer for ConfigDrive {
     async fn deploy(&self, desc: &GuestJsonDesc, dir: &Path) -> Result<DeployInfo, String> {
-        let tree = dir.join("config-drive");
         let iso = dir.join("config-drive.iso");
         let tmp = dir.join(".config-drive.iso.tmp");
-        let _ = std::fs::remove_dir_all(&tree);
-        write_tree(desc, &tree).map_err(|e| format!("writing the config drive: {e}"))?;
-        let out = tokio::process::Command::new("genisoimage")
-            .args(["-quiet", "-o"])
-            .arg(&tmp)
-            .args(["-V", "config-2", "-r", "-J", "-input-charset", "utf-8"])
-            .arg(&tree)
-            .output()
-            .await
-            .map_err(|e| format!("running genisoimage (install it with scripts/deps.sh --qemu): {e}"))?;
-        let _ = std::fs::remove_dir_all(&tree);
-        if !out.status.success() {
-            return Err(format!("genisoimage: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
+        let files = tree(desc).map_err(|e| format!("writing the config drive: {e}"))?;
+        let list: Vec<crate::iso::IsoFile<'_>> =
+            files.iter().map(|(p, d)| crate::iso::IsoFile { path: p, data: d }).collect();
+        let image = crate::iso::build("config-2", &list, std::time::SystemTime::now())?;
+        std::fs::write(&tmp, image).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &iso).map_err(|e| format!("renaming the config drive: {e}"))?;
         Ok(DeployInfo { os: Some("Linux".into()), login_account: Some("root".into()), config_drive: Some(iso) })
     }
@@ -181,15 +172,51 @@ mod tests {
         assert_eq!(n["services"].as_array().unwrap().len(), 2);
     }
 
-    #[test]
-    fn tree_has_openstack_layout() {
-        let root = std::env::temp_dir().join(format!("cfgdrive-{}", std::process::id()));
-        write_tree(&desc(), &root).unwrap();
+    /// The drive as a reader sees it: `isoinfo` (genisoimage's) lists and extracts the Joliet
+    /// tree, and `blkid` reads the label. Real guests read it in the host agent's VM tests.
+    #[tokio::test]
+    async fn config_drive_reads_back_with_joliet_names_and_label() {
+        let dir = std::env::temp_dir().join(format!("cfgdrive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let info = ConfigDrive.deploy(&desc(), &dir).await.unwrap();
+        let iso = info.config_drive.unwrap();
+        assert_eq!(iso, dir.join("config-drive.iso"));
+        assert!(!dir.join(".config-drive.iso.tmp").exists());
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0]).args(&args[1..]).output();
+            let out = out.unwrap_or_else(|e| panic!("{} (scripts/deps.sh --qemu installs it): {e}", args[0]));
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let path = iso.to_str().unwrap();
+        let listing = run(&["isoinfo", "-J", "-f", "-i", path]);
+        let mut names: Vec<&str> = listing.lines().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "/openstack",
+                "/openstack/2012-08-10",
+                "/openstack/2012-08-10/meta_data.json",
+                "/openstack/2012-08-10/network_data.json",
+                "/openstack/2012-08-10/user_data",
+                "/openstack/latest",
+                "/openstack/latest/meta_data.json",
+                "/openstack/latest/network_data.json",
+                "/openstack/latest/user_data",
+            ]
+        );
         let md: Value =
-            serde_json::from_slice(&std::fs::read(root.join("openstack/latest/meta_data.json")).unwrap()).unwrap();
+            serde_json::from_str(&run(&["isoinfo", "-J", "-i", path, "-x", "/openstack/latest/meta_data.json"]))
+                .unwrap();
         assert_eq!(md["uuid"], "g1");
-        assert!(root.join("openstack/latest/user_data").exists());
-        assert!(root.join("openstack/2012-08-10/network_data.json").exists());
-        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(md["admin_pass"], "pw");
+        assert_eq!(run(&["isoinfo", "-J", "-i", path, "-x", "/openstack/latest/user_data"]), "#!/bin/sh\necho hi\n");
+        // The primary tree (readers without Joliet) has the same files under 8.3 names.
+        assert!(run(&["isoinfo", "-f", "-i", path]).contains("/OPENSTAC/LATEST/META_DAT.JSO;1"));
+        let label = run(&["blkid", "-o", "value", "-s", "LABEL", path]);
+        assert_eq!(label.trim(), "config-2");
+        assert!(run(&["isoinfo", "-d", "-i", path]).contains("Joliet with UCS level 3 found"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

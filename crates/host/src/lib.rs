@@ -11,6 +11,7 @@
 //! | [`dhcp`] | the DHCP responder: each guest MAC gets the address the region assigned |
 //! | [`metadata`] | 169.254.169.254: OpenStack and EC2 metadata paths |
 //! | [`deploy`] | host-deployer: config drive (`config-2`), behind the `Deployer` trait |
+//! | [`iso`] | the config drive's ISO 9660 + Joliet writer (in-process) |
 //! | [`fsdeploy`] | host-deployer, direct: the guest's filesystem through a FUSE export + debugfs |
 //! | [`guest`] | one owner task per guest; pidfile + QMP re-adoption; generations |
 //! | [`agent`] | the guest table and shared parts; callbacks |
@@ -25,6 +26,7 @@ pub mod deploy;
 pub mod dhcp;
 pub mod fsdeploy;
 pub mod guest;
+pub mod iso;
 pub mod metadata;
 pub mod net;
 pub mod qemu;
