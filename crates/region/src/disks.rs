@@ -335,14 +335,20 @@ impl Resource for StoragecachedImages {
 }
 
 /// The region's copy of glance image `key` (id or name), refreshed from glance: it must be
-/// active. Returns the cachedimage row.
+/// active and visible to the caller. Returns the cachedimage row.
 pub async fn cached_image(ctx: &Ctx, key: &str) -> Result<Row, Error> {
     let r = crate::region(&ctx.svc)?;
+    let not_found = || Error::NotFound(format!("image {key} not found"));
     let img = match r.remote.image(key).await {
         Ok(img) => img,
-        Err(Error::NotFound(_)) => return Err(Error::NotFound(format!("image {key} not found"))),
+        Err(Error::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e),
     };
+    // The region reads glance with its own service account, which sees every image: what the
+    // caller may boot is what glance would show the caller, and the rest does not exist.
+    if !image_visible(&ctx.cred, &img) {
+        return Err(not_found());
+    }
     let id = img.get("id").and_then(Value::as_str).unwrap_or(key).to_string();
     let status = img.get("status").and_then(Value::as_str).unwrap_or_default();
     if status != "active" {
@@ -373,6 +379,26 @@ pub async fn cached_image(ctx: &Ctx, key: &str) -> Result<Row, Error> {
         }
     }
     store::get_by_id(ctx.db(), &spec, &id).await?.ok_or_else(|| Error::not_found("cachedimage", &id))
+}
+
+/// Whether `cred` may see glance image `img` (its JSON view): by its rights on glance's
+/// images (system: all; domain: its domain's), as the owner's project, or by sharing.
+fn image_visible(cred: &cloudcommon::auth::UserCred, img: &Value) -> bool {
+    use cloudcommon::auth::Scope;
+    let field = |k: &str| img.get(k).and_then(Value::as_str).unwrap_or_default();
+    let req = cloudcommon::policy::Request { service: "image", resource: "images", action: "get", extra: None };
+    let shared = img.get("is_public").and_then(Value::as_bool).unwrap_or(false)
+        && match field("public_scope") {
+            "system" => true,
+            "domain" => field("domain_id") == cred.project_domain_id,
+            _ => false,
+        };
+    match cred.policies.allowed_scope(&req) {
+        Some(Scope::System) => true,
+        Some(Scope::Domain) => field("domain_id") == cred.project_domain_id || shared,
+        Some(_) => field("tenant_id") == cred.project_id || shared,
+        None => false,
+    }
 }
 
 /// `PUT /storagecaches/<sc>/cachedimages/<img>`: a host reports an image cached (or not).

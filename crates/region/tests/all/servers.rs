@@ -597,3 +597,28 @@ async fn two_hundred_concurrent_creates_never_overcommit_or_share_an_address() -
     }
     tc.stop().await
 }
+
+/// The region reads images from glance with its own service account: it must still only boot
+/// what the caller may see (its project's images, or images shared with it).
+#[tokio::test]
+async fn servers_boot_only_images_the_caller_may_see() -> Result<()> {
+    let (tc, admin, _host, _) = setup(&[]).await?;
+    let a = tc.member(&admin, "alice", "proj-a").await?;
+    let b = tc.member(&admin, "bob", "proj-b").await?;
+    let img = image(&tc, &a, "alice-img").await?;
+    let body = |name: &str| {
+        json!({"server": {"name": name, "vcpu_count": 1, "vmem_size": 128, "disks": [format!("{img}:1g")],
+            "nets": [{"network": "default"}]}})
+    };
+    // Not found, as glance itself answers bob: whether it exists is not his business.
+    let details = fails(&tc, Method::POST, "/servers", &b, body("b1"), 404, "image").await?;
+    assert!(details.contains(&img), "{details}");
+    // Alice's own image boots for her, and for an admin.
+    create(&tc, &a, body("a1")["server"].clone()).await?;
+    create(&tc, &admin, body("adm1")["server"].clone()).await?;
+    // Shared with everyone, bob may use it too.
+    let r = tc.call(Method::POST, &format!("{}/images/{img}/public", tc.glance_url()), Some(&admin), None).await?;
+    assert!(r.status.is_success(), "{} {}", r.status, r.body);
+    create(&tc, &b, body("b2")["server"].clone()).await?;
+    tc.stop().await
+}
