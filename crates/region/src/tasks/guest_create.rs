@@ -267,10 +267,13 @@ async fn allocate_disks(t: &mut TaskRun<Params>, ctx: &Ctx, row: &Row) -> Result
         txn.commit().await?;
     }
     servers::set_fields(ctx, &t.params.server_id, one("pending_storage", 0.into())).await?;
-    // What the scheduler reserved is now committed usage in the region.
+    // What the scheduler reserved is now committed usage in the region: it drops the
+    // reservation and reloads the host. The create does not wait for that (the rows are
+    // committed, so whenever it runs it counts this server once).
     let r = crate::region(t.svc())?;
-    if let Some(h) = &t.params.host_id {
-        r.remote.scheduler_clean(h, Some(&t.params.server_id)).await;
+    if let Some(h) = t.params.host_id.clone() {
+        let sid = t.params.server_id.clone();
+        tokio::spawn(async move { r.remote.scheduler_clean(&h, Some(&sid)).await });
     }
     let mut waiting = false;
     for d in disks_of(ctx, &t.params.server_id).await? {
