@@ -5,7 +5,7 @@
 #
 # Usage: scripts/deps.sh [--qemu]
 #   --qemu            also install qemu-system-x86 (+ a matching qemu-utils)
-#                     and what the host agent runs: genisoimage, debugfs, openssl;
+#                     and what the host agent runs: debugfs, openssl;
 #                     `make run` passes it, `make test` does not.
 # Env:
 #   DEPS_QEMU=1       same as --qemu
@@ -41,6 +41,8 @@ base_needs=(
     "node nodejs"
     "npm npm"
     "chromium chromium"
+    # isoinfo reads back the config drives the host agent writes (its unit tests).
+    "isoinfo genisoimage"
 )
 
 have_cmd() {
@@ -77,10 +79,9 @@ if [[ $want_qemu == 1 ]] && ! have_cmd qemu-system-x86_64; then
     fi
 fi
 
-# The host agent writes config drives with genisoimage, and customises guest disks directly
-# with debugfs (e2fsprogs) and openssl (password hashes).
+# The host agent customises guest disks directly with debugfs (e2fsprogs) and openssl
+# (password hashes); it writes config drives itself.
 if [[ $want_qemu == 1 ]]; then
-    have_cmd genisoimage || add_missing genisoimage
     have_cmd debugfs || add_missing e2fsprogs
     have_cmd openssl || add_missing openssl
 fi
