@@ -105,6 +105,7 @@ try {
     await page.waitForURL('**/servers/*/console')
     // The simulated host's VNC server is a real RFB server drawing a fixed picture.
     await page.waitForFunction(() => document.querySelector('[data-testid=console-state]')?.textContent === 'connected')
+    await page.waitForFunction(() => document.querySelector('[data-testid=console-title]')?.textContent?.endsWith(': web-vm'))
     const colours = await page.waitForFunction(() => {
       const c = document.querySelector('.console-screen canvas')
       if (!c || c.width === 0 || c.height === 0) return 0

@@ -256,6 +256,10 @@ impl Guest {
             self.st.vnc_display = self.agent.alloc_vnc(self.id());
         }
         self.set_status(GuestStatus::Deploying);
+        if let Err(e) = self.check_bootable() {
+            self.set_status(if was == GuestStatus::Deploying { GuestStatus::Ready } else { was });
+            return Err(format!("deploy failed: {e}"));
+        }
         let info = match self.agent.deployer.deploy(&req.desc, &self.paths.dir).await {
             Ok(i) => i,
             Err(e) => {
@@ -279,6 +283,29 @@ impl Guest {
             os: info.os,
             login_account: info.login_account,
         })
+    }
+
+    /// A system disk made from an image must be able to boot (see [`crate::bootable`]).
+    fn check_bootable(&self) -> Result<(), String> {
+        let Some(d0) = self.st.desc.disks.iter().min_by_key(|d| d.index) else { return Ok(()) };
+        let Some(image) = d0.image_id.as_deref().filter(|i| !i.is_empty()) else { return Ok(()) };
+        let path = self.agent.storage.disk_path(&d0.disk_id);
+        match crate::bootable::check(&path) {
+            Ok(crate::bootable::Boot::NotBootable) => Err(format!(
+                "image {image} is not bootable: the first sector of its disk has no boot signature and \
+                 it has no El Torito record"
+            )),
+            Ok(crate::bootable::Boot::Unknown(why)) => {
+                tracing::debug!(guest = self.id(), image, "boot sector not checked: {why}");
+                Ok(())
+            }
+            Ok(crate::bootable::Boot::Bootable) => Ok(()),
+            // A missing or unreadable disk is reported by the start, with its own reason.
+            Err(e) => {
+                tracing::warn!(guest = self.id(), "cannot read the boot sector of {}: {e}", path.display());
+                Ok(())
+            }
+        }
     }
 
     async fn start(&mut self) -> Result<(), String> {

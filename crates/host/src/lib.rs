@@ -10,6 +10,7 @@
 //! | [`net`] | bridges and taps, optionally in a named network namespace |
 //! | [`dhcp`] | the DHCP responder: each guest MAC gets the address the region assigned |
 //! | [`metadata`] | 169.254.169.254: OpenStack and EC2 metadata paths |
+//! | [`bootable`] | whether a disk can boot (MBR signature, El Torito), read through qcow2 chains |
 //! | [`deploy`] | host-deployer: config drive (`config-2`), behind the `Deployer` trait |
 //! | [`iso`] | the config drive's ISO 9660 + Joliet writer (in-process) |
 //! | [`fsdeploy`] | host-deployer, direct: the guest's filesystem through a FUSE export + debugfs |
@@ -22,6 +23,7 @@
 pub mod accel;
 pub mod agent;
 pub mod api;
+pub mod bootable;
 pub mod deploy;
 pub mod dhcp;
 pub mod fsdeploy;
