@@ -403,3 +403,48 @@ async fn qemu_missing_is_a_clear_failure() -> Result<()> {
     built.agent.shutdown().await;
     Ok(())
 }
+
+/// Unmounts a test's tmpfs when dropped (before its directory is removed).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A host whose disk is full: the image download fails with the reason, leaves no partial
+/// file, and a disk from that image is refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_clear_failure() -> Result<()> {
+    prerequisites()?;
+    let pid = std::process::id();
+    let netns = format!("cphfull-{pid}");
+    let dir = std::env::temp_dir().join(format!("cloudpods-host-full-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
+    sh(Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "cphfull"]).arg(&dir))?;
+    let _unmount = Unmount(dir.clone());
+    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    // 16 MiB of image for 8 MiB of disk.
+    let image: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (fake, cbs) = fake_services(image).await?;
+    let (built, url) = start_agent(&dir, &netns).await?;
+    let c =
+        Client { http: reqwest::Client::new(), agent: url, fake: fake.clone(), cbs, n: 0.into(), token: TOKEN.into() };
+    let long = Duration::from_secs(30);
+    let body = json!({"disk": {"image_id": "bigimg", "storagecache_id": "sc", "src_url": format!("{fake}/image")}});
+    let e = c.call(reqwest::Method::POST, "/disks/image_cache", Some(body), long).await.unwrap_err();
+    assert!(e.to_string().contains("No space left on device"), "{e}");
+    eprintln!("image cache on a full disk: {e}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("image_cache"))?.flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "partial download left: {left:?}");
+    let body = json!({"disk": {"size": 64, "format": "qcow2", "image_id": "bigimg"}});
+    let e = c.call(reqwest::Method::POST, "/disks/s1/create/d-full", Some(body), long).await.unwrap_err();
+    assert!(e.to_string().contains("bigimg"), "{e}");
+    eprintln!("disk from the uncached image: {e}");
+    assert!(!dir.join("disks/d-full").exists());
+    built.agent.shutdown().await;
+    Ok(())
+}
