@@ -105,8 +105,16 @@ impl CommandDef {
             Op::Update => std::iter::once(ID_ARG).chain(r.update_args.iter().copied()).collect(),
             Op::Delete => vec![IDS_ARG],
             Op::SetMetadata => vec![ID_ARG, TAGS_ARG],
-            Op::Action(a) if a.takes_id() => std::iter::once(ID_ARG).chain(a.args.iter().copied()).collect(),
-            Op::Action(a) => a.args.to_vec(),
+            Op::Action(a) if a.takes_id() => {
+                let id = if a.batch { IDS_ARG } else { ID_ARG };
+                std::iter::once(id).chain(a.args.iter().copied()).collect()
+            }
+            // A batch custom action's object takes several values.
+            Op::Action(a) => a
+                .args
+                .iter()
+                .map(|x| if a.batch_arg() == Some(x.name) { x.kind(Kind::List).required() } else { *x })
+                .collect(),
         }
     }
 

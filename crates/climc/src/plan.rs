@@ -106,8 +106,28 @@ pub struct Plan {
 /// Reads a file named on the command line.
 pub type ReadFile<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
 
-/// Plans the calls of `cmd` with these argument values.
+/// Plans the calls of `cmd` with these argument values. A batch action given several objects
+/// is one call per object, in order.
 pub fn plan(cmd: &CommandDef, values: &Values, read_file: ReadFile<'_>) -> Result<Plan, UsageError> {
+    if let Op::Action(a) = cmd.op
+        && let Some(name) = a.batch_arg()
+        && let Some(many) = values.get(name).filter(|v| v.len() > 1)
+    {
+        let mut calls = Vec::with_capacity(many.len());
+        let mut show = None;
+        for v in many {
+            let mut one = values.clone();
+            one.insert(name.to_string(), vec![v.clone()]);
+            let p = plan_one(cmd, &one, read_file)?;
+            calls.extend(p.calls);
+            show = Some(p.show);
+        }
+        return Ok(Plan { calls, show: show.unwrap_or(Show::Object { unwrap: None }) });
+    }
+    plan_one(cmd, values, read_file)
+}
+
+fn plan_one(cmd: &CommandDef, values: &Values, read_file: ReadFile<'_>) -> Result<Plan, UsageError> {
     let r = cmd.resource;
     let call = |method: Method, path: Vec<Part>| Call {
         service: r.service,

@@ -166,11 +166,14 @@ pub struct Action {
     pub args: &'static [Arg],
     pub body: BodyShape,
     pub output: Output,
+    /// The object positional takes several names or ids: one call each, as Cloudpods' climc
+    /// does for `server-start a b c` (the object of a custom path is its first placeholder).
+    pub batch: bool,
 }
 
 impl Action {
     const fn new(name: &'static str, kind: ActionKind, help: &'static str) -> Action {
-        Action { name, help, kind, args: &[], body: BodyShape::Keyword, output: Output::Object }
+        Action { name, help, kind, args: &[], body: BodyShape::Keyword, output: Output::Object, batch: false }
     }
 
     /// `<prefix>-<name> ID ...` sending `POST /<plural>/<ID>/<action>`.
@@ -208,6 +211,24 @@ impl Action {
 
     pub const fn output(self, output: Output) -> Action {
         Action { output, ..self }
+    }
+
+    pub const fn batch(self) -> Action {
+        Action { batch: true, ..self }
+    }
+
+    /// The positional a batch action repeats: `id`, or the first placeholder of a custom path.
+    pub fn batch_arg(&self) -> Option<&'static str> {
+        if !self.batch {
+            return None;
+        }
+        match self.kind {
+            ActionKind::Custom { path, .. } => {
+                path.split('/').find_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            }
+            _ if self.takes_id() => Some("id"),
+            _ => None,
+        }
     }
 
     /// True when the command takes the resource's ID as first positional argument.

@@ -404,6 +404,20 @@ fn other_services() {
     assert_eq!(body(&p), serde_json::json!({"server": {"disk_id": "d1", "keep_disk": "false"}}));
     let p = plan_of(&["server-stop", "vm1", "--force", "--shutdown-timeout", "10"]);
     assert_eq!(body(&p), serde_json::json!({"server": {"is_force": true, "timeout": 10}}));
+    // Batch: one call per server, each with the same options, in the order given.
+    let p = plan_of(&["server-stop", "vm1", "vm2", "--force"]);
+    assert_eq!(lines(&p), ["POST servers/vm1/stop", "POST servers/vm2/stop"]);
+    assert!(p.calls.iter().all(|c| c.body == Some(serde_json::json!({"server": {"is_force": true}}))));
+    let p = plan_of(&["server-start", "vm1"]);
+    assert_eq!(lines(&p), ["POST servers/vm1/start"]);
+    let p = plan_of(&["server-delete", "vm1", "vm2", "--override-pending-delete"]);
+    assert_eq!(
+        lines(&p),
+        [
+            "DELETE servers/{servers:vm1}?override_pending_delete=true",
+            "DELETE servers/{servers:vm2}?override_pending_delete=true"
+        ]
+    );
     let p = plan_of(&["server-change-config", "vm1", "--ncpu", "4"]);
     assert_eq!(body(&p), serde_json::json!({"server": {"vcpu_count": 4}}));
     let p = plan_of(&["region-task-list"]);

@@ -6,7 +6,8 @@
 //!    partitions from the MBR (or GPT) ──> each ext2/3/4 partition (superblock magic)
 //!      label `cpdata` (the cloudpods test image): /cloudpods/{hostname,password,authorized_keys}
 //!      else one with /etc/os-release: /etc/hostname, /root/.ssh/authorized_keys,
-//!           root's hash in /etc/shadow (openssl passwd -6); the OS from PRETTY_NAME
+//!           root's hash in /etc/shadow (openssl passwd -6), the network configuration of
+//!           its family ([`crate::netconf`]); the OS from PRETTY_NAME
 //!    every write goes through `debugfs -w '<file>?offset=<bytes>'`
 //! ```
 //! The export is torn down (daemon killed) whatever happens.
@@ -97,13 +98,15 @@ impl ExtFs {
         (!out.is_empty()).then_some(out)
     }
 
-    /// Writes `content` at `path` (replacing it), creating `dirs` first.
-    async fn put(&self, dirs: &[&str], path: &str, content: &str, mode: u32) -> Result<(), String> {
+    /// Writes `content` at `path` (replacing it), creating the directories above it first
+    /// (debugfs makes one level at a time; one that exists is left as it is).
+    async fn put(&self, path: &str, content: &str, mode: u32) -> Result<(), String> {
         use std::os::unix::fs::PermissionsExt;
         let local = self.tmp.join("put");
         std::fs::write(&local, content).map_err(|e| e.to_string())?;
         std::fs::set_permissions(&local, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
-        let mut cmds: Vec<String> = dirs.iter().map(|d| format!("mkdir {d}")).collect();
+        let mut cmds: Vec<String> =
+            path.match_indices('/').skip(1).map(|(i, _)| format!("mkdir {}", &path[..i])).collect();
         cmds.push(format!("rm {path}"));
         cmds.push(format!("write {} {path}", local.display()));
         let script = self.tmp.join("cmds");
@@ -249,19 +252,19 @@ async fn customise(desc: &GuestJsonDesc, view: &Path, tmp: &Path) -> Result<Depl
         let Some(label) = ext_label(&sb) else { continue };
         let fs = ExtFs { dev: format!("{}?offset={}", view.display(), p.offset), tmp: tmp.to_path_buf() };
         if label == "cpdata" {
-            fs.put(&["/cloudpods"], "/cloudpods/hostname", &format!("{hostname}\n"), 0o644).await?;
+            fs.put("/cloudpods/hostname", &format!("{hostname}\n"), 0o644).await?;
             if !keys.is_empty() {
-                fs.put(&["/cloudpods"], "/cloudpods/authorized_keys", &format!("{}\n", keys.trim()), 0o600).await?;
+                fs.put("/cloudpods/authorized_keys", &format!("{}\n", keys.trim()), 0o600).await?;
             }
             if let Some(pw) = desc.password.as_deref().filter(|p| !p.is_empty()) {
-                fs.put(&["/cloudpods"], "/cloudpods/password", &format!("{pw}\n"), 0o600).await?;
+                fs.put("/cloudpods/password", &format!("{pw}\n"), 0o600).await?;
             }
             return Ok(DeployInfo { os: Some("Linux".into()), login_account: Some("root".into()), config_drive: None });
         }
         let Some(osr) = fs.cat("/etc/os-release").await else { continue };
-        fs.put(&[], "/etc/hostname", &format!("{hostname}\n"), 0o644).await?;
+        fs.put("/etc/hostname", &format!("{hostname}\n"), 0o644).await?;
         if !keys.is_empty() {
-            fs.put(&["/root/.ssh"], "/root/.ssh/authorized_keys", &format!("{}\n", keys.trim()), 0o600).await?;
+            fs.put("/root/.ssh/authorized_keys", &format!("{}\n", keys.trim()), 0o600).await?;
         }
         if let Some(pw) = desc.password.as_deref().filter(|p| !p.is_empty())
             && let Some(shadow) = fs.cat("/etc/shadow").await
@@ -274,7 +277,10 @@ async fn customise(desc: &GuestJsonDesc, view: &Path, tmp: &Path) -> Result<Depl
                     None => l.to_string(),
                 })
                 .collect();
-            fs.put(&[], "/etc/shadow", &(new.join("\n") + "\n"), 0o640).await?;
+            fs.put("/etc/shadow", &(new.join("\n") + "\n"), 0o640).await?;
+        }
+        for f in crate::netconf::files(&osr, desc) {
+            fs.put(&f.path, &f.content, 0o644).await?;
         }
         return Ok(DeployInfo {
             os: os_name(&osr).or(Some("Linux".into())),

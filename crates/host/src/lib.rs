@@ -13,6 +13,7 @@
 //! | [`bootable`] | whether a disk can boot (MBR signature, El Torito), read through qcow2 chains |
 //! | [`deploy`] | host-deployer: config drive (`config-2`), behind the `Deployer` trait |
 //! | [`iso`] | the config drive's ISO 9660 + Joliet writer (in-process) |
+//! | [`netconf`] | the network configuration direct deploy writes, per OS family |
 //! | [`fsdeploy`] | host-deployer, direct: the guest's filesystem through a FUSE export + debugfs |
 //! | [`guest`] | one owner task per guest; pidfile + QMP re-adoption; generations |
 //! | [`agent`] | the guest table and shared parts; callbacks |
@@ -31,6 +32,7 @@ pub mod guest;
 pub mod iso;
 pub mod metadata;
 pub mod net;
+pub mod netconf;
 pub mod qemu;
 pub mod qmp;
 pub mod region;

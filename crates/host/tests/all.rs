@@ -3,6 +3,8 @@
 
 #[path = "all/common.rs"]
 mod common;
+#[path = "all/direct_deploy.rs"]
+mod direct_deploy;
 #[path = "all/e2e.rs"]
 mod e2e;
 #[path = "all/real_vm.rs"]

@@ -219,14 +219,18 @@ pub const SERVER: ResourceSpec = compute("server", "servers")
     ])
     .update_args(&[NEW_NAME, DESCRIPTION])
     .actions(&[
-        Action::perform("start", "start", "Start a server"),
-        Action::perform("stop", "stop", "Stop a server").args(&[
+        Action::perform("start", "start", "Start servers").batch(),
+        Action::perform("stop", "stop", "Stop servers").batch().args(&[
             Arg::opt("force", "Power off at once").kind(Kind::Flag).field("is_force"),
             Arg::opt("shutdown-timeout", "Seconds the guest has to shut down").kind(Kind::Int).field("timeout"),
         ]),
-        Action::perform("restart", "restart", "Restart a server")
-            .args(&[Arg::opt("force", "Power off at once").kind(Kind::Flag).field("is_force")]),
-        Action::perform("syncstatus", "syncstatus", "Ask the host for the server's real state"),
+        Action::perform("restart", "restart", "Restart servers").batch().args(&[Arg::opt(
+            "force",
+            "Power off at once",
+        )
+        .kind(Kind::Flag)
+        .field("is_force")]),
+        Action::perform("syncstatus", "syncstatus", "Ask the hosts for the servers' real state").batch(),
         Action::perform("change-config", "change-config", "Change the vCPUs and memory of a stopped server").args(&[
             Arg::opt("ncpu", "vCPUs").kind(Kind::Int).field("vcpu_count"),
             Arg::opt("mem-spec", "Memory, e.g. 4g").field("vmem_size"),
@@ -239,15 +243,16 @@ pub const SERVER: ResourceSpec = compute("server", "servers")
             Arg::opt("disk", "Disk (name or id)").field("disk_id").required(),
             Arg::opt("delete-disk", "Delete the disk too").kind(Kind::Const("false")).field("keep_disk"),
         ]),
-        Action::perform("cancel-delete", "cancel-delete", "Take a server back out of the recycle bin"),
+        Action::perform("cancel-delete", "cancel-delete", "Take servers back out of the recycle bin").batch(),
         Action::custom(
             "delete",
             Method::Delete,
             "servers/{server}",
-            "Delete a server (into the recycle bin by default)",
+            "Delete servers (into the recycle bin by default)",
         )
+        .batch()
         .args(&[
-            Arg::pos("server", "Server (name or id)").lookup("servers"),
+            Arg::pos("server", "Servers (names or ids)").lookup("servers"),
             Arg::opt("override-pending-delete", "Delete for good now").kind(Kind::Flag),
             Arg::opt("purge", "Only forget it here: its host is gone (admin)").kind(Kind::Flag),
         ]),
