@@ -9,7 +9,7 @@ use apis::Error;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::Value;
 
-use crate::db::{Db, Migration, now};
+use crate::db::{Db, Migration, Txn, now};
 
 pub const MIGRATION: Migration = Migration {
     version: 1,
@@ -39,6 +39,17 @@ pub async fn get(db: &Db, obj_type: &str, obj_id: &str) -> Result<BTreeMap<Strin
         out.insert(k, v.unwrap_or_default());
     }
     Ok(out)
+}
+
+/// Removes every key of an object (it is deleted).
+pub async fn remove_all(txn: &Txn<'_>, obj_type: &str, obj_id: &str) -> Result<(), Error> {
+    let del = Query::delete()
+        .from_table(Alias::new("metadata_tbl"))
+        .and_where(Expr::col(Alias::new("obj_type")).eq(obj_type))
+        .and_where(Expr::col(Alias::new("obj_id")).eq(obj_id))
+        .to_owned();
+    txn.execute(&del).await?;
+    Ok(())
 }
 
 /// Sets the given keys; an empty or null value removes the key.

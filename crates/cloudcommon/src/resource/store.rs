@@ -270,11 +270,16 @@ pub async fn update_in(txn: &Txn<'_>, spec: &ResourceSpec, id: &str, patch: &Row
     Ok(())
 }
 
+/// Marks the row deleted and forgets its metadata, in one transaction.
 pub async fn soft_delete(db: &Db, spec: &ResourceSpec, row: &Row) -> Result<(), Error> {
     let mut patch = Row::new();
     patch.insert("deleted".into(), true.into());
     patch.insert("deleted_at".into(), now().into());
-    update(db, spec, row_str(row, "id"), &patch).await
+    let id = row_str(row, "id");
+    let txn = db.begin().await?;
+    update_in(&txn, spec, id, &patch).await?;
+    super::metadata::remove_all(&txn, spec.keyword, id).await?;
+    txn.commit().await
 }
 
 /// Removes hidden columns: what is left may be shown to the caller.

@@ -149,6 +149,8 @@ async fn server_lifecycle() -> Result<()> {
     })
     .await?;
 
+    // Metadata stays through the recycle bin and goes with the server.
+    ok(&tc, Method::POST, &format!("/servers/{id}/metadata"), &admin, Some(json!({"owner": "ops"}))).await?;
     // Delete: the recycle bin first (hidden from lists), cancel, then for good.
     ok(&tc, Method::DELETE, &format!("/servers/{id}"), &admin, None).await?;
     wait_for(CEILING, || async {
@@ -165,12 +167,17 @@ async fn server_lifecycle() -> Result<()> {
     fails(&tc, Method::POST, &format!("/servers/{id}/start"), &admin, json!({}), 409, "recycle bin").await?;
     act(&tc, &admin, &id, "cancel-delete", json!({})).await?;
     assert_eq!(server(&tc, &admin, &id).await?["pending_deleted"], false);
+    let m = ok(&tc, Method::GET, &format!("/servers/{id}/metadata"), &admin, None).await?;
+    assert_eq!(m["metadata"]["owner"], "ops", "{m}");
     ok(&tc, Method::DELETE, &format!("/servers/{id}?override_pending_delete=true"), &admin, None).await?;
     wait_for(CEILING, || async {
         call(&tc, Method::GET, &format!("/servers/{id}"), &admin, None).await.map(|r| r.status == 404).unwrap_or(false)
     })
     .await?;
     assert!(host.guests().is_empty() && host.disks().is_empty(), "host still holds {:?}", host.disks());
+    let svc = tc.state("region").context("region state")?;
+    let meta = svc.db.raw_query("SELECT meta_key FROM metadata_tbl WHERE obj_id = ?", vec![id.clone().into()]).await?;
+    assert!(meta.is_empty(), "metadata of a deleted server left: {} rows", meta.len());
     let used = ok(&tc, Method::GET, "/networks/default", &admin, None).await?;
     assert_eq!(used["network"]["ports_used"], 0, "address freed: {used}");
     let q = ok(&tc, Method::GET, "/quotas/system", &admin, None).await?;
