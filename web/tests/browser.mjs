@@ -6,18 +6,13 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkList, checkObject } from '../src/schema.mjs'
-import { ADMIN_PASSWORD, ARTIFACTS, ApiClient, assert, check, launch, shot, summary } from './lib.mjs'
+import { ADMIN_PASSWORD, ARTIFACTS, ApiClient, assert, check, launch, login as loginForm, shot, summary } from './lib.mjs'
 
 const { browser, context, page } = await launch()
 const row = (name) => page.locator(`tr[data-name="${name}"]`)
 const statusOf = (name) => page.locator(`tr[data-name="${name}"] [data-testid=status]`)
 
-async function login(user, password) {
-  await page.goto('/login')
-  await page.fill('[data-testid=login-form] input[name=username]', user)
-  await page.fill('[data-testid=login-form] input[name=password]', password)
-  await page.click('[data-testid=login-form] button[type=submit]')
-}
+const login = (user, password) => loginForm(page, user, password)
 
 async function go(nav) {
   await page.click(`a[data-nav="${nav}"]`)

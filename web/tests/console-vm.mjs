@@ -10,7 +10,7 @@
 // Part of the `browser` phase of scripts/test.sh.
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ADMIN_PASSWORD, ApiClient, GATEWAY, assert, check, launch, shot, summary } from './lib.mjs'
+import { ADMIN_PASSWORD, ApiClient, GATEWAY, assert, check, launch, shot, startServerForm, summary } from './lib.mjs'
 
 const NAME = 'console-vm'
 const TEST_IMAGE = process.env.TEST_IMAGE ?? ''
@@ -86,18 +86,7 @@ try {
   })
 
   await check(page, 'log in and create a server through the form', async () => {
-    await page.goto('/login')
-    await page.fill('input[name=username]', 'sysadmin')
-    await page.fill('input[name=password]', ADMIN_PASSWORD)
-    await page.click('button[type=submit]')
-    await page.waitForURL('**/servers')
-    await page.click('[data-testid=create]')
-    const f = '[data-testid=server-create-form]'
-    await page.fill(`${f} input[name=name]`, NAME)
-    await page.fill(`${f} input[name=vcpu_count]`, '1')
-    await page.fill(`${f} input[name=vmem_size]`, '256')
-    await page.waitForSelector(`${f} select[name=image] option[value="${imageId}"]`, { state: 'attached' })
-    await page.selectOption(`${f} select[name=image]`, imageId)
+    const f = await startServerForm(page, { name: NAME, vcpus: 1, memMb: 256, imageId })
     await page.fill(`${f} input[name=disk_size]`, '1')
     await page.waitForSelector(`${f} select[name=network] option[value="${networkId}"]`, { state: 'attached' })
     await page.selectOption(`${f} select[name=network]`, networkId)

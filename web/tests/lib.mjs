@@ -58,6 +58,29 @@ export function summary(label = 'browser') {
   return failed === 0 ? 0 : 1
 }
 
+/** Signs in through the login form (not waiting for where it lands). */
+export async function login(page, user, password) {
+  await page.goto('/login')
+  await page.fill('[data-testid=login-form] input[name=username]', user)
+  await page.fill('[data-testid=login-form] input[name=password]', password)
+  await page.click('[data-testid=login-form] button[type=submit]')
+}
+
+/** As sysadmin, opens the server create form and fills name, vCPUs, memory and image; the
+ * form's selector. */
+export async function startServerForm(page, { name, vcpus, memMb, imageId }) {
+  await login(page, 'sysadmin', ADMIN_PASSWORD)
+  await page.waitForURL('**/servers')
+  await page.click('[data-testid=create]')
+  const f = '[data-testid=server-create-form]'
+  await page.fill(`${f} input[name=name]`, name)
+  await page.fill(`${f} input[name=vcpu_count]`, String(vcpus))
+  await page.fill(`${f} input[name=vmem_size]`, String(memMb))
+  await page.waitForSelector(`${f} select[name=image] option[value="${imageId}"]`, { state: 'attached' })
+  await page.selectOption(`${f} select[name=image]`, imageId)
+  return f
+}
+
 export function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`)
 }

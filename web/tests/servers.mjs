@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkList, checkObject } from '../src/schema.mjs'
-import { ADMIN_PASSWORD, ARTIFACTS, ApiClient, assert, check, launch, shot, summary } from './lib.mjs'
+import { ADMIN_PASSWORD, ARTIFACTS, ApiClient, assert, check, launch, shot, startServerForm, summary } from './lib.mjs'
 
 const { browser, page } = await launch()
 const row = (name) => page.locator(`tr[data-name="${name}"]`)
@@ -58,18 +58,7 @@ try {
   })
 
   await check(page, 'log in and create a server through the form', async () => {
-    await page.goto('/login')
-    await page.fill('input[name=username]', 'sysadmin')
-    await page.fill('input[name=password]', ADMIN_PASSWORD)
-    await page.click('button[type=submit]')
-    await page.waitForURL('**/servers')
-    await page.click('[data-testid=create]')
-    const f = '[data-testid=server-create-form]'
-    await page.fill(`${f} input[name=name]`, 'web-vm')
-    await page.fill(`${f} input[name=vcpu_count]`, '1')
-    await page.fill(`${f} input[name=vmem_size]`, '512')
-    await page.waitForSelector(`${f} select[name=image] option[value="${imageId}"]`, { state: 'attached' })
-    await page.selectOption(`${f} select[name=image]`, imageId)
+    const f = await startServerForm(page, { name: 'web-vm', vcpus: 1, memMb: 512, imageId })
     await page.fill(`${f} input[name=disk_size]`, '1')
     await page.waitForSelector(`${f} select[name=network] option[value="${networkId}"]`, { state: 'attached' })
     await page.selectOption(`${f} select[name=network]`, networkId)

@@ -207,23 +207,7 @@ async fn through_the_region(image: &Path, runs: usize) -> Result<()> {
     let _vms = Cleanup { netns: netns.clone(), dir: tc.dir.join("host") };
     let admin = tc.admin_token().await?;
     let region = tc.region_url();
-    let up = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", &admin)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", "benchimg")
-        .header("X-Image-Meta-Disk_format", "qcow2")
-        .body(std::fs::read(image)?)
-        .send()
-        .await?;
-    let up: Value = up.json().await?;
-    let img = up["image"]["id"].as_str().unwrap_or_default().to_string();
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        let i = tc.call(Method::GET, &format!("{}/images/{img}", tc.glance_url()), Some(&admin), None).await;
-        i.is_ok_and(|i| i.body["image"]["status"] == "active")
-    })
-    .await?;
+    let img = tc.upload_image(&admin, "benchimg", "qcow2", std::fs::read(image)?).await?;
     let (mut times, mut floors) = (vec![], vec![]);
     let mut stages = Stages::default();
     let db = tc.state("region").map(|s| s.db.clone()).ok_or_else(|| anyhow::anyhow!("no region state"))?;

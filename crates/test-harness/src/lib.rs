@@ -202,6 +202,34 @@ impl TestCloud {
         self.login("sysadmin", &self.admin_password, Some("system")).await
     }
 
+    /// Uploads `bytes` to glance as image `name` (`disk_format` raw, qcow2, ...) and waits up
+    /// to 60 s until it is active; its id.
+    pub async fn upload_image(&self, token: &str, name: &str, disk_format: &str, bytes: Vec<u8>) -> Result<String> {
+        let r = self
+            .http
+            .post(format!("{}/images", self.glance_url()))
+            .header("X-Auth-Token", token)
+            .header("Content-Type", "application/octet-stream")
+            .header("X-Image-Meta-Name", name)
+            .header("X-Image-Meta-Disk_format", disk_format)
+            .body(bytes)
+            .send()
+            .await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        let Some(id) = body["image"]["id"].as_str().filter(|_| status.is_success()).map(str::to_string) else {
+            bail!("upload of image {name}: {status} {body}");
+        };
+        let url = format!("{}/images/{id}", self.glance_url());
+        wait_for(Duration::from_secs(60), || async {
+            let r = self.call(Method::GET, &url, Some(token), None).await;
+            r.is_ok_and(|r| r.body["image"]["status"] == "active")
+        })
+        .await
+        .with_context(|| format!("image {name} never became active"))?;
+        Ok(id)
+    }
+
     /// Sends a request with an optional token and JSON body.
     pub async fn call(&self, method: Method, url: &str, token: Option<&str>, body: Option<Value>) -> Result<Resp> {
         let mut req = self.http.request(method, url);

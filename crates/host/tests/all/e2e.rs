@@ -55,23 +55,7 @@ async fn region_drives_the_real_agent() -> Result<()> {
     let _vms = Cleanup { netns: netns.clone(), dir: agent_dir.clone() };
     let admin = tc.admin_token().await?;
 
-    let up = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", &admin)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", "testimg")
-        .header("X-Image-Meta-Disk_format", "qcow2")
-        .body(std::fs::read(&image)?)
-        .send()
-        .await?;
-    let up: Value = up.json().await?;
-    let img = up["image"]["id"].as_str().context("image id")?.to_string();
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        let i = tc.call(Method::GET, &format!("{}/images/{img}", tc.glance_url()), Some(&admin), None).await;
-        i.is_ok_and(|i| i.body["image"]["status"] == "active")
-    })
-    .await?;
+    let img = tc.upload_image(&admin, "testimg", "qcow2", std::fs::read(&image)?).await?;
 
     // A keypair the region hands the guest.
     let keydir = tc.dir.join("keys");
@@ -205,23 +189,7 @@ async fn region_drives_the_real_agent() -> Result<()> {
 
     // An image that cannot boot (a blank disk): the deploy fails with the reason, no QEMU runs,
     // and deleting the server leaves nothing behind.
-    let up = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", &admin)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", "blank")
-        .header("X-Image-Meta-Disk_format", "raw")
-        .body(vec![0u8; 4 << 20])
-        .send()
-        .await?;
-    let up: Value = up.json().await?;
-    let blank = up["image"]["id"].as_str().context("image id")?.to_string();
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        let i = tc.call(Method::GET, &format!("{}/images/{blank}", tc.glance_url()), Some(&admin), None).await;
-        i.is_ok_and(|i| i.body["image"]["status"] == "active")
-    })
-    .await?;
+    let blank = tc.upload_image(&admin, "blank", "raw", vec![0u8; 4 << 20]).await?;
     let body = json!({"server": {"name": "vm-blank", "vcpu_count": 1, "vmem_size": 128, "disks": [format!("{blank}:64m")],
         "nets": [{"network": "default"}], "auto_start": true}});
     let r = tc.call(Method::POST, &format!("{}/servers", tc.region_url()), Some(&admin), Some(body)).await?;

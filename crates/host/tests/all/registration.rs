@@ -84,24 +84,7 @@ async fn registers_with_the_region_and_caches_from_glance() -> Result<()> {
 
     // An image cached from glance: the agent's service token, glance's MD5.
     let data = std::fs::read(prerequisites()?)?;
-    let up = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", &admin)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", "hostimg")
-        .header("X-Image-Meta-Disk_format", "qcow2")
-        .body(data.clone())
-        .send()
-        .await?;
-    let up: serde_json::Value = up.json().await?;
-    let image_id = up["image"]["id"].as_str().context("image id")?.to_string();
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        let i = tc.call(Method::GET, &format!("{}/images/{image_id}", tc.glance_url()), Some(&admin), None).await;
-        i.is_ok_and(|i| i.body["image"]["status"] == "active")
-    })
-    .await
-    .context("image never became active")?;
+    let image_id = tc.upload_image(&admin, "hostimg", "qcow2", data.clone()).await?;
     let (fake, cbs) = fake_services(vec![]).await?;
     let c = Client { http: reqwest::Client::new(), agent: url.clone(), fake, cbs, n: 0.into(), token: admin.clone() };
     let src = format!("{}/images/{image_id}?download=true", tc.glance_url());

@@ -13,24 +13,7 @@ use crate::common::*;
 
 /// A raw 4 MiB image uploaded to glance and active; its id.
 async fn image(tc: &TestCloud, token: &str, name: &str) -> Result<String> {
-    let r = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", token)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", name)
-        .header("X-Image-Meta-Disk_format", "raw")
-        .body(vec![0u8; 4 << 20])
-        .send()
-        .await?;
-    let body: Value = r.json().await?;
-    let id = body["image"]["id"].as_str().context("image id")?.to_string();
-    wait_for(CEILING, || async {
-        let r = tc.call(Method::GET, &format!("{}/images/{id}", tc.glance_url()), Some(token), None).await;
-        r.map(|r| r.body["image"]["status"] == "active").unwrap_or(false)
-    })
-    .await?;
-    Ok(id)
+    tc.upload_image(token, name, "raw", vec![0u8; 4 << 20]).await
 }
 
 async fn server(tc: &TestCloud, token: &str, id: &str) -> Result<Value> {

@@ -25,25 +25,7 @@ async fn ok(tc: &TestCloud, method: Method, url: &str, token: &str, body: Option
 
 /// A raw 4 MiB image, active in glance; its id.
 async fn image(tc: &TestCloud, token: &str) -> Result<String> {
-    let r = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", token)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", "cirros")
-        .header("X-Image-Meta-Disk_format", "raw")
-        .body(vec![0u8; 4 << 20])
-        .send()
-        .await?;
-    let body: Value = r.json().await?;
-    let id = body["image"]["id"].as_str().context("image id")?.to_string();
-    let url = format!("{}/images/{id}", tc.glance_url());
-    wait_for(CEILING, || async {
-        let r = tc.call(Method::GET, &url, Some(token), None).await;
-        r.map(|r| r.body["image"]["status"] == "active").unwrap_or(false)
-    })
-    .await?;
-    Ok(id)
+    tc.upload_image(token, "cirros", "raw", vec![0u8; 4 << 20]).await
 }
 
 async fn wait_server(tc: &TestCloud, token: &str, id: &str, want: &str) -> Result<()> {
