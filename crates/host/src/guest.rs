@@ -180,7 +180,19 @@ impl Guest {
                 match self.qmp().await {
                     Ok(q) => match q.query_status().await {
                         Ok((_, true)) => GuestStatus::Running,
-                        Ok((s, false)) if s == "paused" || s == "prelaunch" => GuestStatus::Paused,
+                        // QEMU starts with -S and only the agent's `cont` runs it: a previous
+                        // agent died between the two (killed mid-start). Finish that start.
+                        Ok((s, false)) if s == "prelaunch" => match q.cont().await {
+                            Ok(()) => {
+                                tracing::info!(guest = self.id(), pid, "finished a start interrupted before `cont`");
+                                GuestStatus::Running
+                            }
+                            Err(e) => {
+                                tracing::warn!(guest = self.id(), pid, "QMP cont of an interrupted start: {e}");
+                                GuestStatus::Paused
+                            }
+                        },
+                        Ok((s, false)) if s == "paused" => GuestStatus::Paused,
                         Ok(_) => GuestStatus::Running,
                         Err(e) => {
                             tracing::warn!(guest = self.id(), pid, "QMP query-status: {e}");
