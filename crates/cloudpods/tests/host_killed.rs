@@ -2,10 +2,16 @@
 //! a server create driven by an in-process cloud (keystone, glance, region, scheduler from
 //! test-harness, no in-process agent). The agent's QEMU is a wrapper that marks the moment
 //! the agent runs it, sleeps, then execs the real QEMU, so the kill lands while the create's
-//! start is in flight. Expected: the server leaves its transitional status for a clear
-//! `*_fail` (or `unknown`) with the reason in its events; the restarted agent adopts the QEMU
-//! the wrapper started (no second one); syncstatus gives its real status; a delete leaves no
-//! QEMU, tap, lease, overlay or guest directory.
+//! start is in flight. Two ways on from the kill:
+//!
+//! - the agent stays dead until the host goes offline (3 s): the server ends `deploy_fail`
+//!   ("host X went offline" in its events); the QEMU the wrapper then starts is adopted by the
+//!   restarted agent (no second one), which finishes the interrupted start; syncstatus gives
+//!   `running`;
+//! - the agent is restarted at once (the host never goes offline): the server still ends
+//!   `deploy_fail` at once ("the agent of host X restarted"), not after the task's hour.
+//!
+//! Either way a delete then leaves no QEMU, tap, lease, overlay or guest directory.
 //!
 //! It lives here, not in the host crate's tests, because only this package's tests get the
 //! real binary (`CARGO_BIN_EXE_cloudpods`). Root is required (netns, bridges, taps).
@@ -113,25 +119,44 @@ async fn host_status(tc: &TestCloud, admin: &str, host: &str) -> Result<String> 
     Ok(r.body["host"]["host_status"].as_str().unwrap_or_default().to_string())
 }
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Restart {
+    /// After the host went offline and the wrapper's QEMU is up.
+    AfterOffline,
+    /// At once, while the wrapper still sleeps (before the host could go offline).
+    AtOnce,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_killed_mid_create() -> Result<()> {
+async fn agent_killed_mid_create_restarted_after_offline() -> Result<()> {
+    killed_mid_create(Restart::AfterOffline).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_mid_create_restarted_at_once() -> Result<()> {
+    killed_mid_create(Restart::AtOnce).await
+}
+
+async fn killed_mid_create(mode: Restart) -> Result<()> {
     let image = prerequisites()?;
-    let pid = std::process::id();
-    let netns = format!("cphkill-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-kill-{pid}"));
+    let tag = format!("{}-{}", std::process::id(), if mode == Restart::AtOnce { "now" } else { "off" });
+    let netns = format!("cphkill-{tag}");
+    let dir = std::env::temp_dir().join(format!("cloudpods-host-kill-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let data = dir.join("data");
     // Kills the agent, the wrapper and QEMU (all name `dir`), deletes the netns and `dir`.
     let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
     sh(Command::new("ip").args(["netns", "add", &netns]))?;
-    let tc = TestCloud::start_with(&["region.host_offline_seconds=3"]).await?;
-    let r = run(&tc, &image, &dir, &data, &netns).await;
+    // Restarted at once, the host must not go offline meanwhile: offline only after 60 s.
+    let offline = if mode == Restart::AtOnce { 60 } else { 3 };
+    let tc = TestCloud::start_with(&[&format!("region.host_offline_seconds={offline}")]).await?;
+    let r = run(&tc, mode, &tag, &image, &dir, &data, &netns).await;
     if r.is_err() {
         for log in ["agent-1.log", "agent-2.log"] {
             let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- {log} (last lines) ---");
+            eprintln!("--- {tag} {log} (last lines) ---");
             for l in tail.into_iter().rev() {
                 eprintln!("{l}");
             }
@@ -141,9 +166,17 @@ async fn agent_killed_mid_create() -> Result<()> {
     r.and(r2)
 }
 
-async fn run(tc: &TestCloud, image: &Path, dir: &Path, data: &Path, netns: &str) -> Result<()> {
+async fn run(
+    tc: &TestCloud,
+    mode: Restart,
+    tag: &str,
+    image: &Path,
+    dir: &Path,
+    data: &Path,
+    netns: &str,
+) -> Result<()> {
     let admin = tc.admin_token().await?;
-    let hostname = format!("kill-{}", std::process::id());
+    let hostname = format!("kill-{tag}");
 
     // The slow QEMU: marks that the agent ran it (with its pid), sleeps, then becomes QEMU.
     let marker = dir.join("qemu-wrapper.started");
@@ -215,45 +248,71 @@ async fn run(tc: &TestCloud, image: &Path, dir: &Path, data: &Path, netns: &str)
     let wrapper_pid: i32 = std::fs::read_to_string(&marker)?.trim().parse()?;
     eprintln!("agent SIGKILLed {t_kill:?} after POST /servers, server {at_kill}, wrapper pid {wrapper_pid}");
 
-    // The region notices (host offline after 3 s) and ends the create: never stuck.
-    let (failed, took) =
-        wait_status(tc, &admin, &id, Duration::from_secs(30), |s| s.ends_with("_fail") || s == "unknown")
-            .await
-            .context("the server stayed in a transitional status after the agent was killed")?;
-    eprintln!("server {failed} {took:?} after the kill; host {}", host_status(tc, &admin, &hostname).await?);
-    let ev = tc.call(Method::GET, &format!("{}/events?obj_id={id}", tc.region_url()), Some(&admin), None).await?;
-    if failed.ends_with("_fail") {
-        let events = ev.body.to_string();
-        ensure!(events.contains("went offline"), "no reason for {failed} in the events: {events}");
-        let n = ev.body["events"].as_array().map(|a| a.iter().filter(|e| e["action"] == failed.as_str()).count());
-        eprintln!("events: {n:?} {failed} event(s) with the reason `host {hostname} went offline`");
-    }
-
-    // The wrapper goes on to start QEMU (daemonized, paused until the agent's `cont`).
     let pidfile = data.join("servers").join(&id).join("qemu.pid");
-    test_harness::wait_for(Duration::from_secs(30), || async { !alive(wrapper_pid) && qemus(dir).len() == 1 })
-        .await
-        .with_context(|| format!("the wrapper's QEMU never came up alone: {:?}", qemus(dir)))?;
-    let qemu_pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
-    ensure!(qemus(dir) == vec![qemu_pid], "QEMUs {:?}, pidfile {qemu_pid}", qemus(dir));
+    let qemu_pid = match mode {
+        Restart::AfterOffline => {
+            // The region notices (host offline after 3 s) and ends the create: never stuck.
+            let (failed, took) =
+                wait_status(tc, &admin, &id, Duration::from_secs(30), |s| s.ends_with("_fail") || s == "unknown")
+                    .await
+                    .context("the server stayed in a transitional status after the agent was killed")?;
+            eprintln!("server {failed} {took:?} after the kill; host {}", host_status(tc, &admin, &hostname).await?);
+            ensure!(failed == "deploy_fail", "the create ended {failed}");
+            expect_event(tc, &admin, &id, &failed, &format!("host {hostname} went offline")).await?;
 
-    // The restarted agent adopts that QEMU, and the host is back online.
-    let t_restart = Instant::now();
-    let _agent2 = Agent::spawn(&sets, &dir.join("agent-2.log"))?;
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        host_status(tc, &admin, &hostname).await.is_ok_and(|s| s == "online")
-    })
-    .await
-    .context("the restarted agent's host never came back online")?;
-    eprintln!("host online again {:?} after the restart", t_restart.elapsed());
-    let log = dir.join("agent-2.log");
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("re-adopted guest"))
-    })
-    .await
-    .context("the restarted agent did not re-adopt the guest")?;
-    let st = server(tc, &admin, &id).await?["status"].as_str().unwrap_or_default().to_string();
-    eprintln!("after the agent's restart the server is {st}");
+            // The wrapper goes on to start QEMU (daemonized, paused until the agent's `cont`).
+            test_harness::wait_for(Duration::from_secs(30), || async { !alive(wrapper_pid) && qemus(dir).len() == 1 })
+                .await
+                .with_context(|| format!("the wrapper's QEMU never came up alone: {:?}", qemus(dir)))?;
+            let qemu_pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+            ensure!(qemus(dir) == vec![qemu_pid], "QEMUs {:?}, pidfile {qemu_pid}", qemus(dir));
+
+            // The restarted agent adopts that QEMU, and the host is back online.
+            let t_restart = Instant::now();
+            let agent2 = Agent::spawn(&sets, &dir.join("agent-2.log"))?;
+            test_harness::wait_for(Duration::from_secs(30), || async {
+                host_status(tc, &admin, &hostname).await.is_ok_and(|s| s == "online")
+            })
+            .await
+            .context("the restarted agent's host never came back online")?;
+            eprintln!("host online again {:?} after the restart", t_restart.elapsed());
+            let log = dir.join("agent-2.log");
+            test_harness::wait_for(Duration::from_secs(30), || async {
+                std::fs::read_to_string(&log).is_ok_and(|l| l.contains("re-adopted guest"))
+            })
+            .await
+            .context("the restarted agent did not re-adopt the guest")?;
+            let st = server(tc, &admin, &id).await?["status"].as_str().unwrap_or_default().to_string();
+            eprintln!("after the agent's restart the server is {st}");
+            agent = agent2;
+            Some(qemu_pid)
+        }
+        Restart::AtOnce => {
+            let t_restart = Instant::now();
+            agent = Agent::spawn(&sets, &dir.join("agent-2.log"))?;
+            // The restarted agent tells the region; the create fails at once, with the reason.
+            let (failed, took) = wait_status(tc, &admin, &id, Duration::from_secs(20), |s| {
+                !matches!(s, "init" | "schedule" | "network" | "disk" | "deploying")
+            })
+            .await
+            .context("the server stayed in a transitional status after the agent was killed and restarted")?;
+            let host = host_status(tc, &admin, &hostname).await?;
+            eprintln!(
+                "server {failed} {took:?} after the restart ({:?} after the kill); host {host}",
+                t_restart.elapsed()
+            );
+            ensure!(host == "online", "the host went {host}");
+            let reason = format!("the agent of host {hostname} restarted");
+            expect_event(tc, &admin, &id, "deploy_fail", &reason).await?;
+            // The wrapper, whose agent is gone, still starts its QEMU after the new agent
+            // looked for it (an interrupted start it cannot know of): wait for it, so the
+            // delete below shows it is not left behind.
+            test_harness::wait_for(Duration::from_secs(30), || async { !alive(wrapper_pid) && qemus(dir).len() == 1 })
+                .await
+                .with_context(|| format!("the wrapper's QEMU never came up alone: {:?}", qemus(dir)))?;
+            None
+        }
+    };
 
     // syncstatus gives the real status: the adopted QEMU runs.
     let url = format!("{}/servers/{id}/syncstatus", tc.region_url());
@@ -261,8 +320,15 @@ async fn run(tc: &TestCloud, image: &Path, dir: &Path, data: &Path, netns: &str)
     ensure!(r.status.is_success(), "syncstatus: {} {}", r.status, r.body);
     let (synced, took) = wait_status(tc, &admin, &id, Duration::from_secs(30), |s| s != "sync_status").await?;
     eprintln!("syncstatus -> {synced} in {took:?}");
-    ensure!(synced == "running", "syncstatus gave {synced}, not running");
-    ensure!(qemus(dir) == vec![qemu_pid], "not the same single QEMU after adoption: {:?} vs {qemu_pid}", qemus(dir));
+    if let Some(qemu_pid) = qemu_pid {
+        ensure!(synced == "running", "syncstatus gave {synced}, not running");
+        ensure!(
+            qemus(dir) == vec![qemu_pid],
+            "not the same single QEMU after adoption: {:?} vs {qemu_pid}",
+            qemus(dir)
+        );
+    }
+    let qemu_pid = qemus(dir).first().copied();
     let agent_url = format!("http://127.0.0.1:{port}");
     let hs = tc.call(Method::GET, &format!("{agent_url}/host/status"), Some(&admin), None).await?;
     eprintln!("agent /host/status before delete: {}", hs.body);
@@ -280,7 +346,9 @@ async fn run(tc: &TestCloud, image: &Path, dir: &Path, data: &Path, netns: &str)
     .await
     .context("the server is still there after the delete")?;
     eprintln!("deleted (404) in {:?}", t.elapsed());
-    ensure!(!alive(qemu_pid), "QEMU {qemu_pid} still runs after the delete");
+    if let Some(qemu_pid) = qemu_pid {
+        ensure!(!alive(qemu_pid), "QEMU {qemu_pid} still runs after the delete");
+    }
     ensure!(qemus(dir).is_empty(), "QEMUs left: {:?}", qemus(dir));
     let taps = sh(Command::new("ip").args(["-n", netns, "-o", "link", "show", "type", "tun"]))?;
     ensure!(taps.trim().is_empty(), "taps left in {netns}: {taps}");
@@ -290,5 +358,17 @@ async fn run(tc: &TestCloud, image: &Path, dir: &Path, data: &Path, netns: &str)
     let hs = tc.call(Method::GET, &format!("{agent_url}/host/status"), Some(&admin), None).await?;
     ensure!(hs.status.is_success(), "agent /host/status: {} {}", hs.status, hs.body);
     ensure!(hs.body["leases"] == 0, "leases left: {}", hs.body);
+    drop(agent);
+    Ok(())
+}
+
+/// The server's events have a `status` event whose notes give `reason`.
+async fn expect_event(tc: &TestCloud, admin: &str, id: &str, status: &str, reason: &str) -> Result<()> {
+    let ev = tc.call(Method::GET, &format!("{}/events?obj_id={id}", tc.region_url()), Some(admin), None).await?;
+    let found = ev.body["events"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|e| e["action"] == status && e.to_string().contains(reason)));
+    ensure!(found, "no {status} event with `{reason}`: {}", ev.body);
+    eprintln!("events: {status} with `{reason}`");
     Ok(())
 }

@@ -47,10 +47,12 @@ pub fn prerequisites() -> Result<PathBuf> {
     Ok(img)
 }
 
-/// The ids of this machine's processes (other than this one) whose command line names `dir`.
+/// The ids of this machine's processes (other than this one) whose command line names a path
+/// under `dir`.
 pub fn processes_naming(dir: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let needle = dir.display().to_string();
+    // `<dir>/`: not a sibling directory whose name starts with this one's.
+    let needle = format!("{}/", dir.display());
     let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
