@@ -9,7 +9,9 @@
 //!   restarted agent (no second one), which finishes the interrupted start; syncstatus gives
 //!   `running`;
 //! - the agent is restarted at once (the host never goes offline): the server still ends
-//!   `deploy_fail` at once ("the agent of host X restarted"), not after the task's hour.
+//!   `deploy_fail` at once ("the agent of host X restarted"), not after the task's hour; the
+//!   wrapper's QEMU comes up after the new agent looked for guests to adopt, and is adopted
+//!   when it appears (`running`).
 //!
 //! Either way a delete then leaves no QEMU, tap, lease, overlay or guest directory.
 //!
@@ -285,7 +287,7 @@ async fn run(
             let st = server(tc, &admin, &id).await?["status"].as_str().unwrap_or_default().to_string();
             eprintln!("after the agent's restart the server is {st}");
             agent = agent2;
-            Some(qemu_pid)
+            qemu_pid
         }
         Restart::AtOnce => {
             let t_restart = Instant::now();
@@ -304,13 +306,24 @@ async fn run(
             ensure!(host == "online", "the host went {host}");
             let reason = format!("the agent of host {hostname} restarted");
             expect_event(tc, &admin, &id, "deploy_fail", &reason).await?;
-            // The wrapper, whose agent is gone, still starts its QEMU after the new agent
-            // looked for it (an interrupted start it cannot know of): wait for it, so the
-            // delete below shows it is not left behind.
+            // The wrapper, whose agent is gone, still starts its QEMU, after the new agent
+            // looked for guests to adopt: the new agent notices it and adopts it.
             test_harness::wait_for(Duration::from_secs(30), || async { !alive(wrapper_pid) && qemus(dir).len() == 1 })
                 .await
                 .with_context(|| format!("the wrapper's QEMU never came up alone: {:?}", qemus(dir)))?;
-            None
+            let qemu_pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+            let log = dir.join("agent-2.log");
+            test_harness::wait_for(Duration::from_secs(30), || async {
+                std::fs::read_to_string(&log).is_ok_and(|l| l.contains("a QEMU appeared"))
+            })
+            .await
+            .context("the restarted agent did not adopt the QEMU that came up after it started")?;
+            let (st, took) = wait_status(tc, &admin, &id, Duration::from_secs(10), |s| s == "running").await?;
+            eprintln!(
+                "the late QEMU adopted: server {st} {:?} after the restart (waited {took:?})",
+                t_restart.elapsed()
+            );
+            qemu_pid
         }
     };
 
@@ -320,15 +333,8 @@ async fn run(
     ensure!(r.status.is_success(), "syncstatus: {} {}", r.status, r.body);
     let (synced, took) = wait_status(tc, &admin, &id, Duration::from_secs(30), |s| s != "sync_status").await?;
     eprintln!("syncstatus -> {synced} in {took:?}");
-    if let Some(qemu_pid) = qemu_pid {
-        ensure!(synced == "running", "syncstatus gave {synced}, not running");
-        ensure!(
-            qemus(dir) == vec![qemu_pid],
-            "not the same single QEMU after adoption: {:?} vs {qemu_pid}",
-            qemus(dir)
-        );
-    }
-    let qemu_pid = qemus(dir).first().copied();
+    ensure!(synced == "running", "syncstatus gave {synced}, not running");
+    ensure!(qemus(dir) == vec![qemu_pid], "not the same single QEMU after adoption: {:?} vs {qemu_pid}", qemus(dir));
     let agent_url = format!("http://127.0.0.1:{port}");
     let hs = tc.call(Method::GET, &format!("{agent_url}/host/status"), Some(&admin), None).await?;
     eprintln!("agent /host/status before delete: {}", hs.body);
@@ -346,9 +352,7 @@ async fn run(
     .await
     .context("the server is still there after the delete")?;
     eprintln!("deleted (404) in {:?}", t.elapsed());
-    if let Some(qemu_pid) = qemu_pid {
-        ensure!(!alive(qemu_pid), "QEMU {qemu_pid} still runs after the delete");
-    }
+    ensure!(!alive(qemu_pid), "QEMU {qemu_pid} still runs after the delete");
     ensure!(qemus(dir).is_empty(), "QEMUs left: {:?}", qemus(dir));
     let taps = sh(Command::new("ip").args(["-n", netns, "-o", "link", "show", "type", "tun"]))?;
     ensure!(taps.trim().is_empty(), "taps left in {netns}: {taps}");
