@@ -155,7 +155,17 @@ impl Guest {
 
     /// Notices a QEMU that went away on its own: a guest that powered itself off (QEMU sent
     /// a `SHUTDOWN` event first) is `ready`; one that vanished without it `crashed`.
+    /// A QEMU found running for a guest that is off is one this agent did not start: a start
+    /// that a killed agent had under way when this one looked for it at start. It is adopted.
     async fn watch(&mut self) {
+        if matches!(self.status, GuestStatus::Ready | GuestStatus::Crashed) && self.pid().is_some() {
+            tracing::warn!(
+                guest = self.id(),
+                "a QEMU appeared for a guest that was off (a start interrupted by an agent restart)"
+            );
+            self.adopt().await;
+            return;
+        }
         if matches!(self.status, GuestStatus::Running | GuestStatus::Paused) && self.pid().is_none() {
             let events = match self.qmp.as_mut() {
                 Some(q) => q.drain_events(Duration::from_millis(50)).await,
@@ -180,7 +190,19 @@ impl Guest {
                 match self.qmp().await {
                     Ok(q) => match q.query_status().await {
                         Ok((_, true)) => GuestStatus::Running,
-                        Ok((s, false)) if s == "paused" || s == "prelaunch" => GuestStatus::Paused,
+                        // QEMU starts with -S and only the agent's `cont` runs it: a previous
+                        // agent died between the two (killed mid-start). Finish that start.
+                        Ok((s, false)) if s == "prelaunch" => match q.cont().await {
+                            Ok(()) => {
+                                tracing::info!(guest = self.id(), pid, "finished a start interrupted before `cont`");
+                                GuestStatus::Running
+                            }
+                            Err(e) => {
+                                tracing::warn!(guest = self.id(), pid, "QMP cont of an interrupted start: {e}");
+                                GuestStatus::Paused
+                            }
+                        },
+                        Ok((s, false)) if s == "paused" => GuestStatus::Paused,
                         Ok(_) => GuestStatus::Running,
                         Err(e) => {
                             tracing::warn!(guest = self.id(), pid, "QMP query-status: {e}");
@@ -325,6 +347,8 @@ impl Guest {
             if let Some(pid) = read_pid(&self.paths).filter(|p| qemu_alive(*p, self.id())) {
                 kill(pid);
             }
+            // Its pidfile goes too, so `watch` never takes the dying QEMU for one to adopt.
+            let _ = std::fs::remove_file(self.paths.pidfile());
             self.set_status(GuestStatus::Ready);
         }
         r

@@ -1,7 +1,8 @@
 //! Registration with the region, like any host agent: `POST /hosts` with the host's local
 //! storage (or `PUT /hosts/<id>` when a host of this name exists), `add-netif` for each
-//! configured `wire=bridge`, then `POST /hosts/<id>/ping` every `ping_interval_seconds` with
-//! memory and storage usage. The chosen accelerator is in `sys_info` (and so in `host-show`).
+//! configured `wire=bridge`, `POST /hosts/<id>/agent-started` (the region fails the tasks
+//! still waiting on an earlier agent process), then `POST /hosts/<id>/ping` every
+//! `ping_interval_seconds` with memory and storage usage. The chosen accelerator is in `sys_info` (and so in `host-show`).
 //! Once registered, guests' unsolicited status changes are pushed to `POST /servers/<id>/status`.
 
 use std::sync::Arc;
@@ -114,6 +115,10 @@ pub async fn register(
         let b = json!({"host": {"mac": mac, "wire": wire, "bridge": bridge, "interface": bridge}});
         send(&http, reqwest::Method::POST, &format!("{region}/hosts/{host_id}/add-netif"), &token, Some(b)).await?;
     }
+    // Before this agent serves anything: what the region still waits for from an earlier
+    // agent process on this host will never come.
+    let started = format!("{region}/hosts/{host_id}/agent-started");
+    send(&http, reqwest::Method::POST, &started, &token, Some(json!({"host": {}}))).await?;
     tracing::info!(host_id, storage_id, accelerator = %agent.accel, "registered with the region");
     let _ = agent.region_url.set(region.clone());
     agent.push_all();

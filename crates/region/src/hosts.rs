@@ -8,6 +8,8 @@
 //!      online and last_ping_at older than host_offline_seconds ──> offline (an event),
 //!      its servers -> unknown
 //!  a ping from an offline host ──> online; a syncstatus task for each of its unknown servers
+//!  POST /hosts/<id>/agent-started (a new agent process, once registered) ──> the tasks
+//!      waiting on the host fail ("the agent of host X restarted")
 //! ```
 //! `host_status` is the agent's liveness; `status` (running, ...) its lifecycle; `enabled`
 //! and `is_maintenance` are an operator's say. Only an online, enabled host out of
@@ -204,6 +206,15 @@ impl Resource for Hosts {
                 store::update(ctx.db(), &self.spec, &id, &p).await?;
             }
             "add-netif" => add_netif(ctx, row, body).await?,
+            // A new agent process serves this host; it says so once registered, before it
+            // serves any request, so every task waiting on this host was acked by an earlier
+            // process and will get no answer: they end in their `*_fail` status now rather than
+            // at their deadline (an agent restarted faster than the host goes offline).
+            "agent-started" => {
+                let reason = format!("the agent of host {} restarted", row_str(row, "name"));
+                let n = fail_waiting_tasks(&ctx.svc, row, &reason).await;
+                ctx.svc.actionlog.record(ctx, &self.spec, row, "agent-started", true, json!({"failed_tasks": n})).await;
+            }
             "remove-netif" => {
                 let mac = ipam::check_mac("mac", row_str(body, "mac"))?;
                 let n = ctx
@@ -339,16 +350,17 @@ pub async fn detect_offline(svc: &Arc<ServiceState>, r: &crate::Region) -> Resul
                     ],
                 )
                 .await?;
-            fail_waiting_tasks(svc, &h).await;
+            fail_waiting_tasks(svc, &h, &format!("host {} went offline", row_str(&h, "name"))).await;
             names.push(row_str(&h, "name").to_string());
         }
     }
     Ok(names)
 }
 
-/// Fails the tasks waiting on an agent that just went offline (its servers' and disks'): no
-/// answer will come, so they end in their `*_fail` status now rather than at their deadline.
-async fn fail_waiting_tasks(svc: &Arc<ServiceState>, host: &Row) {
+/// Fails the tasks waiting on an agent that went offline or restarted (its servers' and
+/// disks'): no answer will come, so they end in their `*_fail` status now rather than at their
+/// deadline, with `reason`. Returns how many it failed.
+async fn fail_waiting_tasks(svc: &Arc<ServiceState>, host: &Row, reason: &str) -> usize {
     let host_id = row_str(host, "id");
     let sql = "SELECT id FROM tasks_tbl WHERE status = ? AND (obj_id IN \
                (SELECT id FROM guests_tbl WHERE host_id = ? AND deleted = ?) OR obj_id IN \
@@ -357,17 +369,22 @@ async fn fail_waiting_tasks(svc: &Arc<ServiceState>, host: &Row) {
     let args = vec!["waiting".into(), host_id.into(), false.into(), host_id.into(), false.into(), false.into()];
     let rows = match svc.db.raw_query(sql, args).await {
         Ok(r) => r,
-        Err(e) => return tracing::warn!(error = %e, "cannot list the tasks waiting on an offline host"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the tasks waiting on a host");
+            return 0;
+        }
     };
-    let Ok(tm) = cloudcommon::tasks::TaskManager::of(svc) else { return };
-    let reason = format!("host {} went offline", row_str(host, "name"));
+    let Ok(tm) = cloudcommon::tasks::TaskManager::of(svc) else { return 0 };
+    let mut n = 0;
     for r in rows {
         let Ok(id) = r.try_get_by_index::<String>(0) else { continue };
-        let body = serde_json::to_value(apis::task::TaskCallback::error(reason.clone())).unwrap_or_default();
-        if let Err(e) = tm.callback(svc, &id, body).await {
-            tracing::warn!(task = %id, error = %e, "cannot fail a task of an offline host");
+        let body = serde_json::to_value(apis::task::TaskCallback::error(reason.to_string())).unwrap_or_default();
+        match tm.callback(svc, &id, body).await {
+            Ok(_) => n += 1,
+            Err(e) => tracing::warn!(task = %id, error = %e, "cannot fail a task of a host: {reason}"),
         }
     }
+    n
 }
 
 /// Asks a host that came back about each of its servers marked unknown.

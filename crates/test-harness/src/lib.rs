@@ -4,6 +4,7 @@
 //! SQLite files by default, or fresh MariaDB databases on the server named by
 //! `TEST_DATABASE_URL` (e.g. `mysql://cloudpods:cloudpods@127.0.0.1:33306`), dropped at the end.
 
+pub mod hostenv;
 pub mod simhost;
 
 use std::path::PathBuf;

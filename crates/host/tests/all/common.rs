@@ -1,12 +1,13 @@
 //! What the host agent's integration tests share: root and QEMU checks, the test image, a
-//! namespace and process cleanup guard, a fake glance + task-callback server, a contract client.
+//! namespace and process cleanup guard (those from `test_harness::hostenv`), a fake glance +
+//! task-callback server, a contract client.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use apis::Error;
 use async_trait::async_trait;
 use axum::extract::{Path as AxPath, State};
@@ -14,6 +15,9 @@ use axum::routing::{get, post};
 use cloudcommon::auth::{ServiceToken, TokenVerifier, UserCred};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
+// The lifecycle bench includes this file too and uses only some of these.
+#[allow(unused_imports)]
+pub use test_harness::hostenv::{Cleanup, prerequisites, require_root, sh};
 
 pub const TOKEN: &str = "test-caller-token";
 
@@ -44,68 +48,6 @@ pub struct AgentToken;
 impl ServiceToken for AgentToken {
     async fn token(&self) -> Result<String, Error> {
         Ok("agent-token".into())
-    }
-}
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-pub fn sh(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-/// Root, QEMU and genisoimage, or a clear failure (installing what is missing first).
-pub fn require_root() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    ensure!(unsafe { libc::geteuid() } == 0, "the host agent's tests need root (netns, bridges, taps)");
-    Ok(())
-}
-
-pub fn prerequisites() -> Result<PathBuf> {
-    require_root()?;
-    let have = |c: &str| {
-        Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().is_ok_and(|o| o.status.success())
-    };
-    let needed = ["qemu-system-x86_64", "qemu-storage-daemon", "qemu-img", "genisoimage", "debugfs", "openssl", "curl"];
-    if needed.iter().any(|c| !have(c)) {
-        eprintln!("installing QEMU and the host agent's tools with scripts/deps.sh --qemu");
-        sh(Command::new(repo_root().join("scripts/deps.sh")).arg("--qemu"))?;
-    }
-    for c in needed {
-        ensure!(have(c), "{c} is missing and scripts/deps.sh --qemu did not install it");
-    }
-    let out = sh(&mut Command::new(repo_root().join("scripts/build-test-image.sh")))?;
-    let img = PathBuf::from(out.lines().last().context("build-test-image.sh printed no path")?.trim());
-    ensure!(img.exists(), "test image {} missing", img.display());
-    Ok(img)
-}
-
-/// Removes what the test made even when it fails: QEMU processes (by pidfile), the netns, files.
-pub struct Cleanup {
-    pub netns: String,
-    pub dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("servers")) {
-            for e in rd.flatten() {
-                if let Ok(p) = std::fs::read_to_string(e.path().join("qemu.pid"))
-                    && let Ok(pid) = p.trim().parse::<i32>()
-                    && host::guest::qemu_alive(pid, &e.file_name().to_string_lossy())
-                {
-                    // SAFETY: a QEMU this test started (checked through /proc/<pid>/cmdline).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).stderr(std::process::Stdio::null()).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

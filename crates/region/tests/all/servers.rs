@@ -445,6 +445,38 @@ async fn host_offline_makes_servers_unknown_and_stale_reports_are_ignored() -> R
     tc.stop().await
 }
 
+/// A host agent that restarts (faster than the host goes offline) says so once registered:
+/// the tasks still waiting on its previous process fail at once, with the reason; the host
+/// stays online and its other servers keep their status.
+#[tokio::test]
+async fn agent_started_fails_the_tasks_waiting_on_the_host() -> Result<()> {
+    let (tc, admin, host, img) = setup(&[]).await?;
+    let idle = create(&tc, &admin, vm("idle", &img)).await?;
+    wait_status(&tc, &admin, &idle, "ready").await?;
+    let slow = create(&tc, &admin, vm("slow", &img)).await?;
+    wait_status(&tc, &admin, &slow, "ready").await?;
+    host.set_delay(Duration::from_secs(60));
+    act(&tc, &admin, &slow, "start", json!({})).await?;
+    wait_for(CEILING, || async { host.calls().contains(&AgentCall::ServerStart) }).await?;
+    assert_eq!(server(&tc, &admin, &slow).await?["status"], "starting");
+    ok(&tc, Method::POST, &format!("/hosts/{}/agent-started", host.host_id), &admin, Some(json!({"host": {}}))).await?;
+    wait_exact(&tc, &admin, &slow, "start_fail").await?;
+    let why = reason(&tc, &admin, &slow).await?;
+    assert!(why.contains("the agent of host sim1 restarted"), "{why}");
+    assert_eq!(server(&tc, &admin, &idle).await?["status"], "ready");
+    let h = ok(&tc, Method::GET, &format!("/hosts/{}", host.host_id), &admin, None).await?;
+    assert_eq!(h["host"]["host_status"], "online");
+    let ev = ok(&tc, Method::GET, &format!("/events?obj_id={}", host.host_id), &admin, None).await?;
+    assert!(ev.to_string().contains("agent-started"), "{ev}");
+    // Only the system's admins may say so.
+    let member = tc.member(&admin, "u-agent", "p-agent").await?;
+    let r =
+        call(&tc, Method::POST, &format!("/hosts/{}/agent-started", host.host_id), &member, Some(json!({}))).await?;
+    assert!(r.status.as_u16() == 403 || r.status.as_u16() == 404, "{} {}", r.status, r.body);
+    host.stop().await;
+    tc.stop().await
+}
+
 #[tokio::test]
 async fn region_restart_during_twenty_creates() -> Result<()> {
     let (mut tc, admin, host, img) = setup(&[]).await?;
