@@ -141,15 +141,12 @@ async fn agent_killed_mid_create_restarted_at_once() -> Result<()> {
 
 async fn killed_mid_create(mode: Restart) -> Result<()> {
     let image = prerequisites()?;
-    let tag = format!("{}-{}", std::process::id(), if mode == Restart::AtOnce { "now" } else { "off" });
-    let netns = format!("cphkill-{tag}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-kill-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let data = dir.join("data");
+    let mode_tag = if mode == Restart::AtOnce { "now" } else { "off" };
+    let tag = format!("{}-{mode_tag}", std::process::id());
     // Kills the agent, the wrapper and QEMU (all name `dir`), deletes the netns and `dir`.
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let env = Cleanup::fresh(&format!("cphkill-{mode_tag}"), &format!("kill-{mode_tag}"))?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
+    let data = dir.join("data");
     // Restarted at once, the host must not go offline meanwhile: offline only after 60 s.
     let offline = if mode == Restart::AtOnce { 60 } else { 3 };
     let tc = TestCloud::start_with(&[&format!("region.host_offline_seconds={offline}")]).await?;
@@ -216,23 +213,7 @@ async fn run(
     .await
     .context("the agent never registered")?;
 
-    let up = tc
-        .http
-        .post(format!("{}/images", tc.glance_url()))
-        .header("X-Auth-Token", &admin)
-        .header("Content-Type", "application/octet-stream")
-        .header("X-Image-Meta-Name", "testimg")
-        .header("X-Image-Meta-Disk_format", "qcow2")
-        .body(std::fs::read(image)?)
-        .send()
-        .await?;
-    let up: Value = up.json().await?;
-    let img = up["image"]["id"].as_str().context("image id")?.to_string();
-    test_harness::wait_for(Duration::from_secs(30), || async {
-        let i = tc.call(Method::GET, &format!("{}/images/{img}", tc.glance_url()), Some(&admin), None).await;
-        i.is_ok_and(|i| i.body["image"]["status"] == "active")
-    })
-    .await?;
+    let img = tc.upload_image(&admin, "testimg", "qcow2", std::fs::read(image)?).await?;
 
     // Create with auto start; SIGKILL the agent while its QEMU (the wrapper) is starting.
     let t0 = Instant::now();

@@ -91,13 +91,8 @@ async fn main() -> Result<()> {
     let runs = env_n("RUNS", 20);
     let vms = env_n("VMS", 10);
     let image = prerequisites()?;
-    let pid = std::process::id();
-    let netns = format!("cphbench-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-bench-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let env = Cleanup::fresh("cphbench", "bench")?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
     let (fake, cbs) = fake_services(std::fs::read(&image)?).await?;
     let rss0 = rss_kb();
     let (built, url) = start_agent(&dir, &netns).await?;

@@ -72,6 +72,22 @@ pub struct Cleanup {
     pub dir: PathBuf,
 }
 
+impl Cleanup {
+    /// A fresh network namespace `<netns>-<pid>` and an empty directory
+    /// `$TMPDIR/cloudpods-host-<dir>-<pid>`, both removed (with what runs there) on drop.
+    pub fn fresh(netns: &str, dir: &str) -> Result<Cleanup> {
+        let pid = std::process::id();
+        let c = Cleanup {
+            netns: format!("{netns}-{pid}"),
+            dir: std::env::temp_dir().join(format!("cloudpods-host-{dir}-{pid}")),
+        };
+        let _ = std::fs::remove_dir_all(&c.dir);
+        std::fs::create_dir_all(&c.dir)?;
+        sh(Command::new("ip").args(["netns", "add", &c.netns]))?;
+        Ok(c)
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(rd) = std::fs::read_dir(self.dir.join("servers")) {

@@ -19,12 +19,8 @@ async fn real_vm_lifecycle_in_a_netns() -> Result<()> {
     let t_all = Instant::now();
     let image = prerequisites()?;
     let pid = std::process::id();
-    let netns = format!("cphost-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-test-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let env = Cleanup::fresh("cphost", "test")?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
 
     let (fake, cbs) = fake_services(std::fs::read(&image)?).await?;
     let (built, agent_url) = start_agent(&dir, &netns).await?;
@@ -268,12 +264,8 @@ async fn wait_guest(ssh: &Ssh, cmd: &str, ok: impl Fn(&str) -> bool, within: Dur
 async fn direct_deploy_without_config_drive() -> Result<()> {
     let image = prerequisites()?;
     let pid = std::process::id();
-    let netns = format!("cphdir-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-direct-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let env = Cleanup::fresh("cphdir", "direct")?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
     let (fake, cbs) = fake_services(std::fs::read(&image)?).await?;
     // What an agent killed in the middle of a direct deploy leaves: a daemon still exporting a
     // disk through FUSE into a guest directory. The next agent's start cleans it.
@@ -375,13 +367,8 @@ async fn vnc_banner(c: &Client, gid: &str) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_missing_is_a_clear_failure() -> Result<()> {
     prerequisites()?;
-    let pid = std::process::id();
-    let netns = format!("cphnoq-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-noqemu-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let env = Cleanup::fresh("cphnoq", "noqemu")?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
     let (fake, cbs) = fake_services(vec![]).await?;
     let mut cfg = test_config(&dir, &netns);
     cfg.qemu_binary = "qemu-system-nonexistent".into();
@@ -418,15 +405,10 @@ impl Drop for Unmount {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_clear_failure() -> Result<()> {
     prerequisites()?;
-    let pid = std::process::id();
-    let netns = format!("cphfull-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-full-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
+    let env = Cleanup::fresh("cphfull", "full")?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
     sh(Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "cphfull"]).arg(&dir))?;
     let _unmount = Unmount(dir.clone());
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
     // 16 MiB of image for 8 MiB of disk.
     let image: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let (fake, cbs) = fake_services(image).await?;

@@ -3,7 +3,6 @@
 //! tokens are checked by keystone, and an image is cached from glance with the service token
 //! and glance's checksum. Guest networking stays in a namespace this test creates.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +22,8 @@ async fn registers_with_the_region_and_caches_from_glance() -> Result<()> {
     let tc = TestCloud::start().await?;
     let admin = tc.admin_token().await?;
     let pid = std::process::id();
-    let netns = format!("cphreg-{pid}");
-    let dir = std::env::temp_dir().join(format!("cloudpods-host-reg-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = Cleanup { netns: netns.clone(), dir: dir.clone() };
-    sh(Command::new("ip").args(["netns", "add", &netns]))?;
+    let env = Cleanup::fresh("cphreg", "reg")?;
+    let (netns, dir) = (env.netns.clone(), env.dir.clone());
 
     let session = ServiceSession::new(&tc.auth_url, "sysadmin", &tc.admin_password, "system", "Default");
     let verifier = RemoteVerifier::new(&tc.auth_url, session.clone());
