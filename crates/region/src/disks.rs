@@ -334,6 +334,17 @@ impl Resource for StoragecachedImages {
     }
 }
 
+/// Removes the link of disk `disk_id` to server `server_id` (none is fine).
+pub async fn unlink(ctx: &Ctx, server_id: &str, disk_id: &str) -> Result<(), Error> {
+    ctx.db()
+        .raw_exec(
+            "DELETE FROM guestdisks_tbl WHERE guest_id = ? AND disk_id = ?",
+            vec![server_id.into(), disk_id.into()],
+        )
+        .await
+        .map(drop)
+}
+
 /// The region's copy of glance image `key` (id or name), refreshed from glance: it must be
 /// active and visible to the caller. Returns the cachedimage row.
 pub async fn cached_image(ctx: &Ctx, key: &str) -> Result<Row, Error> {

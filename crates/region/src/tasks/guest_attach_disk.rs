@@ -14,7 +14,7 @@ use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{SYNCED, log_fail, note_report, request_sync};
+use super::{SYNCED, fail_server, log_fail, request_sync, synced};
 use crate::common::eq;
 use crate::disks::{guestdisk_spec, owned_row};
 use crate::servers;
@@ -39,8 +39,7 @@ impl Task for GuestAttachDiskTask {
         let ctx = t.ctx();
         let id = t.params.server_id.clone();
         if stage == SYNCED {
-            note_report(&ctx, &id, data).await?;
-            servers::set_status(&ctx, &id, &t.params.prev_status, None).await?;
+            synced(&ctx, &id, data, &t.params.prev_status).await?;
             return Ok(Next::Complete(json!({"server_id": id, "disk_id": t.params.disk_id})));
         }
         let row = servers::server(&ctx, &id).await?;
@@ -63,21 +62,7 @@ impl Task for GuestAttachDiskTask {
     async fn on_failure(&self, t: &TaskRun<Params>, _stage: &str, reason: &str) {
         let ctx = t.ctx();
         let id = &t.params.server_id;
-        log_fail(
-            "the detached disk",
-            id,
-            ctx.db()
-                .raw_exec(
-                    "DELETE FROM guestdisks_tbl WHERE guest_id = ? AND disk_id = ?",
-                    vec![id.clone().into(), t.params.disk_id.clone().into()],
-                )
-                .await
-                .map(|_| ()),
-        );
-        log_fail(
-            servers::ATTACH_DISK_FAIL,
-            id,
-            servers::set_status(&ctx, id, servers::ATTACH_DISK_FAIL, Some(reason)).await,
-        );
+        log_fail("the detached disk", id, crate::disks::unlink(&ctx, id, &t.params.disk_id).await);
+        fail_server(&ctx, id, servers::ATTACH_DISK_FAIL, reason).await;
     }
 }

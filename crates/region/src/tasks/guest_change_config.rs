@@ -13,7 +13,7 @@ use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{SYNCED, log_fail, note_report, request_sync};
+use super::{SYNCED, fail_server, log_fail, request_sync, synced};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -43,8 +43,7 @@ impl Task for GuestChangeConfigTask {
         let ctx = t.ctx();
         let id = t.params.server_id.clone();
         if stage == SYNCED {
-            note_report(&ctx, &id, data).await?;
-            servers::set_status(&ctx, &id, servers::READY, None).await?;
+            synced(&ctx, &id, data, servers::READY).await?;
             return Ok(Next::Complete(json!({"server_id": id, "vcpu_count": t.params.vcpu_count,
                 "vmem_size": t.params.vmem_size})));
         }
@@ -58,10 +57,6 @@ impl Task for GuestChangeConfigTask {
         let id = &t.params.server_id;
         let old = sizes(t.params.old_vcpu_count, t.params.old_vmem_size);
         log_fail("the old sizes", id, servers::set_fields(&ctx, id, old).await);
-        log_fail(
-            servers::CHANGE_FLAVOR_FAIL,
-            id,
-            servers::set_status(&ctx, id, servers::CHANGE_FLAVOR_FAIL, Some(reason)).await,
-        );
+        fail_server(&ctx, id, servers::CHANGE_FLAVOR_FAIL, reason).await;
     }
 }

@@ -23,7 +23,7 @@ use cloudcommon::tasks::{Next, Task, TaskObject, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse, to_value};
+use super::{call_agent, parse, to_value};
 use crate::disks::{DISK_READY, disk_spec, guestdisk_spec, guestnetwork_spec, owned_row};
 use crate::servers::{self, CreateSpec};
 
@@ -94,11 +94,7 @@ impl Task for GuestCreateTask {
             _ => servers::SCHED_FAIL,
         };
         let ctx = t.ctx();
-        log_fail(
-            status,
-            &t.params.server_id,
-            servers::set_status(&ctx, &t.params.server_id, status, Some(reason)).await,
-        );
+        super::fail_server(&ctx, &t.params.server_id, status, reason).await;
         // Whatever the scheduler still holds for this task is not going to be used.
         if let Ok(r) = crate::region(t.svc()) {
             let host = t.params.host_id.clone().unwrap_or_default();

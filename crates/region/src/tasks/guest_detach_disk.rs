@@ -14,7 +14,7 @@ use cloudcommon::tasks::{Next, Task, TaskManager, TaskObject, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{SYNCED, log_fail, note_report, request_sync};
+use super::{SYNCED, fail_server, request_sync, synced};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,14 +36,8 @@ impl Task for GuestDetachDiskTask {
         let ctx = t.ctx();
         let id = t.params.server_id.clone();
         if stage == SYNCED {
-            note_report(&ctx, &id, data).await?;
-            ctx.db()
-                .raw_exec(
-                    "DELETE FROM guestdisks_tbl WHERE guest_id = ? AND disk_id = ?",
-                    vec![id.clone().into(), t.params.disk_id.clone().into()],
-                )
-                .await?;
-            servers::set_status(&ctx, &id, &t.params.prev_status, None).await?;
+            crate::disks::unlink(&ctx, &id, &t.params.disk_id).await?;
+            synced(&ctx, &id, data, &t.params.prev_status).await?;
             if !t.params.keep_disk
                 && let Some(disk) = store::get_by_id(ctx.db(), &crate::disks::disk_spec(), &t.params.disk_id).await?
             {
@@ -64,11 +58,6 @@ impl Task for GuestDetachDiskTask {
     }
 
     async fn on_failure(&self, t: &TaskRun<Params>, _stage: &str, reason: &str) {
-        let id = &t.params.server_id;
-        log_fail(
-            servers::DETACH_DISK_FAIL,
-            id,
-            servers::set_status(&t.ctx(), id, servers::DETACH_DISK_FAIL, Some(reason)).await,
-        );
+        fail_server(&t.ctx(), &t.params.server_id, servers::DETACH_DISK_FAIL, reason).await;
     }
 }

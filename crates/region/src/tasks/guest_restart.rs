@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 
 use super::guest_start::{STARTED, apply_started, request_start};
 use super::guest_stop::{STOPPED, request_stop};
-use super::log_fail;
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,6 +56,6 @@ impl Task for GuestRestartTask {
     async fn on_failure(&self, t: &TaskRun<Params>, stage: &str, reason: &str) {
         let id = &t.params.server_id;
         let status = if stage == STARTED { servers::START_FAIL } else { servers::STOP_FAIL };
-        log_fail(status, id, servers::set_status(&t.ctx(), id, status, Some(reason)).await);
+        super::fail_server(&t.ctx(), id, status, reason).await;
     }
 }

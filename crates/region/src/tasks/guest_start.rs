@@ -10,7 +10,7 @@ use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, parse, to_value};
+use super::{call_agent, fail_server, parse, to_value};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -63,6 +63,6 @@ impl Task for GuestStartTask {
 
     async fn on_failure(&self, t: &TaskRun<Params>, _stage: &str, reason: &str) {
         let id = &t.params.server_id;
-        log_fail(servers::START_FAIL, id, servers::set_status(&t.ctx(), id, servers::START_FAIL, Some(reason)).await);
+        fail_server(&t.ctx(), id, servers::START_FAIL, reason).await;
     }
 }

@@ -8,7 +8,7 @@ use cloudcommon::tasks::{Next, Task, TaskRun};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{call_agent, log_fail, to_value};
+use super::{call_agent, fail_server, to_value};
 use crate::servers;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -59,6 +59,6 @@ impl Task for GuestStopTask {
 
     async fn on_failure(&self, t: &TaskRun<Params>, _stage: &str, reason: &str) {
         let id = &t.params.server_id;
-        log_fail(servers::STOP_FAIL, id, servers::set_status(&t.ctx(), id, servers::STOP_FAIL, Some(reason)).await);
+        fail_server(&t.ctx(), id, servers::STOP_FAIL, reason).await;
     }
 }

@@ -96,6 +96,23 @@ pub async fn note_report(ctx: &cloudcommon::resource::Ctx, server_id: &str, data
     Ok(())
 }
 
+/// A sync the host answered: its report's generation noted, the server back in `status`.
+pub async fn synced(
+    ctx: &cloudcommon::resource::Ctx,
+    server_id: &str,
+    data: &Value,
+    status: &str,
+) -> Result<(), Error> {
+    note_report(ctx, server_id, data).await?;
+    crate::servers::set_status(ctx, server_id, status, None).await
+}
+
+/// A server's task failed: its `*_fail` status with the reason (an event). A failure path
+/// cannot fail in turn: what cannot be recorded is logged.
+pub async fn fail_server(ctx: &cloudcommon::resource::Ctx, server_id: &str, status: &str, reason: &str) {
+    log_fail(status, server_id, crate::servers::set_status(ctx, server_id, status, Some(reason)).await);
+}
+
 /// A callback body as the contract type `T`.
 pub fn parse<T: DeserializeOwned>(data: &Value, what: &str) -> Result<T, Error> {
     serde_json::from_value(data.clone()).map_err(|e| Error::Internal(format!("the host's {what} answer: {e}")))
