@@ -52,6 +52,12 @@ fn desc(id: &str, n: usize) -> Value {
     })
 }
 
+/// A 128 MB overlay `d-<id>` on the cached bench image, until its callback.
+async fn create_disk(c: &Client, id: &str) -> Result<Value> {
+    let body = json!({"disk": {"size": 128, "format": "qcow2", "image_id": "benchimg"}});
+    c.call(reqwest::Method::POST, &format!("/disks/s1/create/d-{id}"), Some(body), Duration::from_secs(60)).await
+}
+
 /// The floor: an overlay and a QEMU with the agent's own command line, to QMP ready.
 async fn floor(dir: &Path, image: &Path, i: usize) -> Result<Duration> {
     let gdir = dir.join("floor");
@@ -113,13 +119,7 @@ async fn main() -> Result<()> {
         let id = format!("b{i}");
         let d = desc(&id, i);
         let t0 = Instant::now();
-        c.call(
-            post.clone(),
-            &format!("/disks/s1/create/d-{id}"),
-            Some(json!({"disk": {"size": 128, "format": "qcow2", "image_id": "benchimg"}})),
-            long,
-        )
-        .await?;
+        create_disk(&c, &id).await?;
         let t1 = Instant::now();
         c.call(post.clone(), &format!("/servers/{id}/create"), Some(json!({"desc": d, "action": "create"})), long)
             .await?;
@@ -154,13 +154,7 @@ async fn main() -> Result<()> {
     for i in 0..vms {
         let id = format!("m{i}");
         let d = desc(&id, 1000 + i);
-        c.call(
-            post.clone(),
-            &format!("/disks/s1/create/d-{id}"),
-            Some(json!({"disk": {"size": 128, "format": "qcow2", "image_id": "benchimg"}})),
-            long,
-        )
-        .await?;
+        create_disk(&c, &id).await?;
         c.call(
             post.clone(),
             &format!("/servers/{id}/create"),
